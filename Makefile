@@ -1,0 +1,55 @@
+# The two commands that matter: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+AISOULE_HOST ?= 127.0.0.1
+AISOULE_PORT ?= 8000
+export AISOULE_HOST AISOULE_PORT
+
+.PHONY: run test lint typecheck bench fuzz clean help
+
+help:
+	@echo "make run    - install into .venv, migrate, start http://$(AISOULE_HOST):$(AISOULE_PORT)"
+	@echo "make test   - install dev dependencies, lint, type-check, run the suite (SQLite + PostgreSQL)"
+	@echo "make bench  - benchmarks on PostgreSQL (1M contacts), results in docs/benchmarks.md"
+	@echo "make fuzz   - the schemathesis API fuzz test with FUZZ_EXAMPLES (1000) cases per operation"
+
+$(VENV)/.python-ok:
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "aisoule needs Python 3.11 or newer (found " + sys.version.split()[0] + ")")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@touch $@
+
+$(VENV)/.installed: pyproject.toml $(VENV)/.python-ok
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $@
+
+run: $(VENV)/.installed
+	$(BIN)/aisoule migrate
+	@$(BIN)/python -m aisoule.welcome
+	$(BIN)/aisoule serve
+
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check aisoule tests $(wildcard bench)
+	$(BIN)/lint-imports
+
+typecheck: $(VENV)/.installed-dev
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest -q
+
+# `make test` runs the same fuzz test with 100 cases per operation.
+FUZZ_EXAMPLES ?= 1000
+fuzz: $(VENV)/.installed-dev
+	AISOULE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/test_fuzz.py
+
+bench: $(VENV)/.installed-dev
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

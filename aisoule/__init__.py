@@ -1,0 +1,3 @@
+"""aisoule: open-source WhatsApp Business messaging platform."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,32 @@
+"""WhatsApp accounts: listing for now; the capability arrives with its own issue."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aisoule.accounts.repository import WhatsAppAccountRepository
+from aisoule.kit.time import iso_z
+from aisoule.models import WhatsAppAccount
+
+
+async def list_page(
+    session: AsyncSession, workspace_id: uuid.UUID, *, limit: int, offset: int
+) -> tuple[Sequence[WhatsAppAccount], int]:
+    repo = WhatsAppAccountRepository(session)
+    rows = await repo.list_page(workspace_id, limit=limit, offset=offset)
+    return rows, await repo.count(workspace_id)
+
+
+def to_out(row: WhatsAppAccount) -> dict[str, object]:
+    return {
+        "id": str(row.id),
+        "phone_number": row.phone_number,
+        "display_name": row.display_name,
+        "status": row.status,
+        "provider": row.provider,
+        "created_at": iso_z(row.created_at),
+        "updated_at": iso_z(row.updated_at),
+    }

@@ -1,0 +1,239 @@
+"""Contacts: one core under both API surfaces. Totals come from counters kept in the same transaction."""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aisoule.contacts.repository import ContactRepository, CountKey, Row
+from aisoule.contacts.schemas import (
+    ContactCreateApi,
+    ContactUpdateApi,
+    ContactUpsertV1,
+    split_name,
+)
+from aisoule.exceptions import Conflict, NotFound, ValidationFailed
+from aisoule.kit.time import utcnow
+from aisoule.workspaces import service as workspace_service
+
+CONTACT_NOT_FOUND = "Contact not found"
+
+
+async def list_contacts(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    *,
+    limit: int,
+    offset: int,
+    tag: str | None = None,
+    stage: str | None = None,
+    q: str | None = None,
+) -> tuple[Sequence[Row], int]:
+    repo = ContactRepository(session)
+    if stage is not None:
+        stage = await workspace_service.resolve_stage(session, workspace_id, stage)
+    if q is None and (tag is None or stage is None):
+        # The common lists: page and counter total in one statement.
+        return await repo.page_with_total(
+            workspace_id, limit=limit, offset=offset, tag=tag, stage=stage
+        )
+    rows = await repo.list_page(workspace_id, limit=limit, offset=offset, tag=tag, stage=stage, q=q)
+    return rows, await repo.count_exact(workspace_id, tag=tag, stage=stage, q=q)
+
+
+async def get_by_uuid(session: AsyncSession, workspace_id: uuid.UUID, contact_id: str) -> Row:
+    parsed = _parse_uuid(contact_id)
+    row = (
+        None
+        if parsed is None
+        else await ContactRepository(session).get_by_uuid(workspace_id, parsed)
+    )
+    if row is None:
+        raise NotFound(CONTACT_NOT_FOUND, code="contact_not_found")
+    return row
+
+
+async def get_by_id(session: AsyncSession, workspace_id: uuid.UUID, contact_id: int) -> Row:
+    row = await ContactRepository(session).get_by_id(workspace_id, contact_id)
+    if row is None:
+        raise NotFound(CONTACT_NOT_FOUND, code="contact_not_found")
+    return row
+
+
+def _parse_uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+def _counts_of(row: Mapping[Any, Any], sign: int) -> Counter[CountKey]:
+    deltas: Counter[CountKey] = Counter({("all", ""): sign, ("stage", row["stage"]): sign})
+    for tag in row["tags"]:
+        deltas[("tag", tag)] += sign
+    return deltas
+
+
+def _merge_custom_fields(current: Mapping[Any, Any], incoming: Mapping[Any, Any]) -> dict[str, Any]:
+    merged = dict(current)
+    for key, value in incoming.items():
+        if value is None:
+            merged.pop(key, None)
+        else:
+            merged[key] = value
+    return merged
+
+
+async def _insert(
+    session: AsyncSession, workspace_id: uuid.UUID, phone: str, fields: dict[str, Any]
+) -> Row | None:
+    repo = ContactRepository(session)
+    now = utcnow()
+    values = {
+        "uuid": uuid.uuid4(),
+        "workspace_id": workspace_id,
+        "phone": phone,
+        "first_name": fields.get("first_name"),
+        "last_name": fields.get("last_name"),
+        "email": fields.get("email"),
+        "stage": await workspace_service.resolve_stage(session, workspace_id, fields.get("stage")),
+        "tags": fields.get("tags") or [],
+        "custom_fields": _merge_custom_fields({}, fields.get("custom_fields") or {}),
+        "created_at": now,
+        "updated_at": now,
+    }
+    row = await repo.insert(values)
+    if row is None:
+        return None
+    await repo.set_tags(workspace_id, row["id"], (), row["tags"])
+    await repo.adjust_counts(workspace_id, _counts_of(row, +1))
+    return row
+
+
+async def _apply(
+    session: AsyncSession, workspace_id: uuid.UUID, existing: Row, fields: dict[str, Any]
+) -> Row:
+    """Apply the sent fields to a locked row; write nothing when nothing changes."""
+    changes: dict[str, Any] = {}
+    for key in ("phone", "first_name", "last_name", "email"):
+        if key in fields and fields[key] != existing[key]:
+            changes[key] = fields[key]
+    if "stage" in fields:
+        stage = await workspace_service.resolve_stage(session, workspace_id, fields["stage"])
+        if stage != existing["stage"]:
+            changes["stage"] = stage
+    if "tags" in fields and fields["tags"] != existing["tags"]:
+        changes["tags"] = fields["tags"]
+    if "custom_fields" in fields:
+        merged = _merge_custom_fields(existing["custom_fields"], fields["custom_fields"])
+        if merged != existing["custom_fields"]:
+            changes["custom_fields"] = merged
+    if not changes:
+        return existing
+    changes["updated_at"] = utcnow()
+    repo = ContactRepository(session)
+    if "phone" in changes:
+        try:
+            async with session.begin_nested():
+                row = await repo.update(existing["id"], changes)
+        except IntegrityError:
+            raise Conflict(
+                "phone_number: another contact in this workspace has this phone number",
+                field="phone_number",
+            ) from None
+    else:
+        row = await repo.update(existing["id"], changes)
+    if "tags" in changes:
+        old, new = set(existing["tags"]), set(row["tags"])
+        await repo.set_tags(
+            workspace_id, row["id"], old - new, [t for t in row["tags"] if t not in old]
+        )
+    deltas = _counts_of(row, +1)
+    deltas.update(_counts_of(existing, -1))
+    await repo.adjust_counts(workspace_id, deltas)
+    return row
+
+
+async def upsert_v1(
+    session: AsyncSession, workspace_id: uuid.UUID, data: ContactUpsertV1
+) -> tuple[Row, bool]:
+    """Create by phone, or update the contact with that phone: (row, created)."""
+    fields = data.model_dump(exclude_unset=True)
+    phone = fields.pop("phone")
+    repo = ContactRepository(session)
+    existing = await repo.get_by_phone(workspace_id, phone, for_update=True)
+    if existing is None:
+        row = await _insert(session, workspace_id, phone, fields)
+        if row is not None:
+            return row, True
+        # Another request created it between our read and our insert: update that one.
+        existing = await repo.get_by_phone(workspace_id, phone, for_update=True)
+        if existing is None:  # pragma: no cover - deleted again in between
+            raise Conflict("phone: the contact changed concurrently; retry", field="phone")
+    return await _apply(session, workspace_id, existing, fields), False
+
+
+def _api_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    if "name" in fields:
+        if "first_name" in fields or "last_name" in fields:
+            raise ValidationFailed(
+                "name: send either name or first_name/last_name, not both", field="name"
+            )
+        fields["first_name"], fields["last_name"] = split_name(fields.pop("name"))
+    if "phone_number" in fields:
+        fields["phone"] = fields.pop("phone_number")
+    return fields
+
+
+async def create_api(session: AsyncSession, workspace_id: uuid.UUID, data: ContactCreateApi) -> Row:
+    fields = _api_fields(data.model_dump(exclude_unset=True))
+    phone = fields.pop("phone")
+    row = await _insert(session, workspace_id, phone, fields)
+    if row is None:
+        raise Conflict(
+            "phone_number: a contact with this phone number already exists", field="phone_number"
+        )
+    return row
+
+
+async def update_api(
+    session: AsyncSession, workspace_id: uuid.UUID, contact_id: str, data: ContactUpdateApi
+) -> Row:
+    parsed = _parse_uuid(contact_id)
+    repo = ContactRepository(session)
+    existing = (
+        None if parsed is None else await repo.get_by_uuid(workspace_id, parsed, for_update=True)
+    )
+    if existing is None:
+        raise NotFound(CONTACT_NOT_FOUND, code="contact_not_found")
+    return await _apply(
+        session, workspace_id, existing, _api_fields(data.model_dump(exclude_unset=True))
+    )
+
+
+async def _delete(session: AsyncSession, workspace_id: uuid.UUID, existing: Row | None) -> Row:
+    if existing is None:
+        raise NotFound(CONTACT_NOT_FOUND, code="contact_not_found")
+    repo = ContactRepository(session)
+    await repo.delete(existing["id"])
+    await repo.adjust_counts(workspace_id, _counts_of(existing, -1))
+    return existing
+
+
+async def delete_by_uuid(session: AsyncSession, workspace_id: uuid.UUID, contact_id: str) -> Row:
+    parsed = _parse_uuid(contact_id)
+    repo = ContactRepository(session)
+    existing = (
+        None if parsed is None else await repo.get_by_uuid(workspace_id, parsed, for_update=True)
+    )
+    return await _delete(session, workspace_id, existing)
+
+
+async def delete_by_id(session: AsyncSession, workspace_id: uuid.UUID, contact_id: int) -> Row:
+    existing = await ContactRepository(session).get_by_id(workspace_id, contact_id, for_update=True)
+    return await _delete(session, workspace_id, existing)

@@ -1,0 +1,28 @@
+from __future__ import annotations
+
+from fastapi import Request
+
+from aisoule.auth.dependencies import AnyPrincipal
+from aisoule.db.session import DBSession
+from aisoule.idempotency import service
+
+
+async def idempotency_guard(request: Request, principal: AnyPrincipal, session: DBSession) -> None:
+    """On a POST with an Idempotency-Key: reserve it, replay its stored answer, or refuse."""
+    if request.method != "POST":
+        return
+    raw = request.headers.get(service.HEADER)
+    if raw is None:
+        return
+    key = service.validate_key(raw)
+    settings = request.app.state.settings
+    body = await request.body()
+    request.state.idempotency = await service.reserve(
+        session,
+        principal.workspace_id,
+        key,
+        service.fingerprint(request.method, request.url.path, body),
+        ttl_hours=settings.idempotency_ttl_hours,
+        lease_seconds=settings.idempotency_lease_seconds,
+        body_key=request.app.state.idempotency_key,
+    )

@@ -1,0 +1,1 @@
+"""Domain-free helpers: crypto, time, phone numbers, JSON responses. Never imports a domain."""

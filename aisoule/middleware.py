@@ -1,0 +1,197 @@
+"""ASGI middleware: request guard (body size, JSON, NUL), and the response edge (request id,
+rate-limit and security headers, API key usage, storing idempotent responses)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from aisoule.errors import error_response
+from aisoule.idempotency import service as idempotency
+
+log = structlog.get_logger(__name__)
+
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+HTML_CSP = (
+    "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; "
+    "style-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; img-src 'self' data: "
+    "https://fastapi.tiangolo.com; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
+class BodyGuardMiddleware:
+    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+        self.app = app
+        self.max = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and b"%00" in scope.get("query_string", b""):
+            # No database stores NUL in text; refuse it at the edge instead of failing deep inside.
+            response = error_response(
+                scope["path"], 400, "Query string must not contain NUL (%00)", code="bad_request"
+            )
+            await response(scope, receive, send)
+            return
+        if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        path = scope["path"]
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        length = headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                await error_response(path, 400, "Invalid Content-Length header")(
+                    scope, receive, send
+                )
+                return
+            if int(length) > self.max:
+                await self._too_large(path, scope, receive, send)
+                return
+        # Read the body (bounded) so chunked uploads are limited too, then replay it.
+        chunks: list[bytes] = []
+        size = 0
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max:
+                await self._too_large(path, scope, receive, send)
+                return
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        if body.strip() and not _is_json(headers.get("content-type", "")):
+            await error_response(
+                path, 415, "Content-Type must be application/json", code="unsupported_media_type"
+            )(scope, receive, send)
+            return
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(self, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        response = error_response(
+            path, 413, f"Request body is larger than {self.max} bytes", code="payload_too_large"
+        )
+        await response(scope, receive, send)
+
+
+class EdgeMiddleware:
+    """Everything added to a response on its way out, and the bookkeeping that needs its status."""
+
+    def __init__(self, app: ASGIApp, owner: Any) -> None:
+        self.app = app
+        self.owner = owner  # the FastAPI app: state.settings, state.usage, state.sessionmaker
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        state: dict[str, Any] = scope.setdefault("state", {})
+        https = scope.get("scheme") == "https"
+        held: list[Message] = []  # an idempotent response is held until it is stored
+
+        async def edge_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {k.lower() for k, _ in headers}
+                extra = {
+                    "x-request-id": request_id,
+                    "x-content-type-options": "nosniff",
+                    "referrer-policy": "no-referrer",
+                }
+                decision = state.get("ratelimit")
+                if decision is not None:
+                    extra.update({k.lower(): v for k, v in decision.headers().items()})
+                if https:
+                    extra["strict-transport-security"] = "max-age=63072000; includeSubDomains"
+                content_type = dict(headers).get(b"content-type", b"")
+                if content_type.startswith(b"text/html"):
+                    extra["content-security-policy"] = HTML_CSP
+                    extra["x-frame-options"] = "DENY"
+                for name, value in extra.items():
+                    if name.encode() not in names:
+                        headers.append((name.encode(), value.encode("latin-1")))
+                message = {**message, "headers": headers}
+                principal = state.get("principal")
+                if principal is not None and principal.api_key_id is not None:
+                    self.owner.state.usage.record(principal.api_key_id, message["status"])
+            if state.get("idempotency") is not None:
+                held.append(message)
+                if message["type"] == "http.response.body" and not message.get("more_body", False):
+                    await self._store(state["idempotency"], held)
+                    for m in held:
+                        await send(m)
+                    held.clear()
+                return
+            await send(message)
+
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await edge_send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            # Answered here rather than by Starlette's outermost handler, so that a 500 still
+            # carries the request id and the security headers.
+            log.error("unhandled_error", path=scope["path"], method=scope["method"], exc_info=True)
+            if started:
+                raise
+            state.pop("idempotency", None)
+            await error_response(scope["path"], 500, "Internal server error")(
+                scope, receive, edge_send
+            )
+        finally:
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    async def _store(self, reservation: Any, messages: list[Message]) -> None:
+        start = messages[0]
+        status = int(start["status"])
+        body = b"".join(m.get("body", b"") for m in messages[1:])
+        content_type = dict(start.get("headers", [])).get(b"content-type", b"application/json")
+        try:
+            async with self.owner.state.sessionmaker() as session:
+                if status < 400:
+                    await idempotency.complete(
+                        session,
+                        reservation,
+                        status,
+                        {"content-type": content_type.decode()},
+                        body,
+                        self.owner.state.idempotency_key,
+                    )
+                else:
+                    await idempotency.release(session, reservation)
+                await session.commit()
+        except Exception:
+            log.error("idempotency_store_failed", key=reservation.key, exc_info=True)

@@ -1,0 +1,32 @@
+"""All tables, imported here so that Alembic and the metadata see every one."""
+
+from aisoule.models.api_key import APIKey
+from aisoule.models.api_key_usage import APIKeyUsage
+from aisoule.models.audit_event import AuditEvent
+from aisoule.models.auth_session import AuthSession
+from aisoule.models.campaign import Campaign
+from aisoule.models.contact import Contact, ContactCount, ContactTag
+from aisoule.models.idempotency_key import IdempotencyKey
+from aisoule.models.stage import Stage
+from aisoule.models.template import MessageTemplate
+from aisoule.models.user import User, WorkspaceMember
+from aisoule.models.whatsapp_account import WhatsAppAccount
+from aisoule.models.workspace import Workspace
+
+__all__ = [
+    "APIKey",
+    "APIKeyUsage",
+    "AuditEvent",
+    "AuthSession",
+    "Campaign",
+    "Contact",
+    "ContactCount",
+    "ContactTag",
+    "IdempotencyKey",
+    "MessageTemplate",
+    "Stage",
+    "User",
+    "WhatsAppAccount",
+    "Workspace",
+    "WorkspaceMember",
+]

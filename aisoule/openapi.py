@@ -1,0 +1,78 @@
+"""The OpenAPI document, with every error response documented in its surface's shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+
+from aisoule.contacts.schemas import ErrorV1
+from aisoule.kit.envelope import ErrorEnvelope
+
+_ERRORS = {
+    "400": "Malformed JSON, a bad header, or NUL in the query string",
+    "401": "Missing, invalid, revoked or expired credentials",
+    "403": "Missing scope, CSRF token, or role",
+    "404": "No such object in this workspace",
+    "409": "Conflict (duplicate phone, or the Idempotency-Key is in use)",
+    "413": "Body larger than 1 MiB",
+    "415": "Body is not application/json",
+    "422": "Invalid field; named in the body",
+    "429": "Rate limit exceeded; see Retry-After",
+    "503": "A dependency (database or rate limiter) is unavailable",
+}
+_RATE_HEADERS = {
+    "X-RateLimit-Limit": "Requests allowed per rolling minute for this key.",
+    "X-RateLimit-Remaining": "Requests left in the tighter of the minute and second windows.",
+    "X-RateLimit-Reset": "Epoch seconds when that window next frees a slot (when Remaining is 0: "
+    "when a request will be admitted again).",
+}
+
+
+def _schema(model: type[Any], components: dict[str, Any]) -> dict[str, Any]:
+    schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+    for name, definition in schema.pop("$defs", {}).items():
+        components.setdefault(name, definition)
+    components.setdefault(model.__name__, schema)
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
+
+
+def install(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        spec = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        components = spec.setdefault("components", {}).setdefault("schemas", {})
+        refs = {"api": _schema(ErrorEnvelope, components), "v1": _schema(ErrorV1, components)}
+        for path, operations in spec.get("paths", {}).items():
+            if not (path.startswith("/api") or path.startswith("/v1")):
+                continue
+            ref = refs["v1" if path.startswith("/v1") else "api"]
+            for operation in operations.values():
+                responses = operation.setdefault("responses", {})
+                for code, description in _ERRORS.items():
+                    responses[code] = {
+                        "description": description,
+                        "content": {"application/json": {"schema": ref}},
+                    }
+                for code, response in responses.items():
+                    if code.startswith("2") or code == "429":
+                        response.setdefault("headers", {}).update(
+                            {
+                                k: {"description": v, "schema": {"type": "integer"}}
+                                for k, v in _RATE_HEADERS.items()
+                            }
+                        )
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        app.openapi_schema = spec
+        return spec
+
+    app.openapi = openapi  # type: ignore[method-assign]

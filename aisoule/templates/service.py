@@ -1,0 +1,32 @@
+"""Message templates: listing for now; the capability arrives with its own issue."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aisoule.kit.time import iso_z
+from aisoule.models import MessageTemplate
+from aisoule.templates.repository import TemplateRepository
+
+
+async def list_page(
+    session: AsyncSession, workspace_id: uuid.UUID, *, limit: int, offset: int
+) -> tuple[Sequence[MessageTemplate], int]:
+    repo = TemplateRepository(session)
+    rows = await repo.list_page(workspace_id, limit=limit, offset=offset)
+    return rows, await repo.count(workspace_id)
+
+
+def to_out(row: MessageTemplate) -> dict[str, object]:
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "language": row.language,
+        "category": row.category,
+        "status": row.status,
+        "created_at": iso_z(row.created_at),
+        "updated_at": iso_z(row.updated_at),
+    }

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aisoule.models import User, WorkspaceMember
+
+
+class UserRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def add(self, user: User, member: WorkspaceMember) -> User:
+        self.session.add(user)
+        await self.session.flush()
+        self.session.add(member)
+        await self.session.flush()
+        return user
+
+    async def get(self, user_id: uuid.UUID) -> User | None:
+        return await self.session.get(User, user_id)
+
+    async def get_by_email(self, email: str) -> User | None:
+        result = await self.session.execute(select(User).where(User.email == email))
+        return result.scalar_one_or_none()
+
+    async def first_membership(self, user_id: uuid.UUID) -> WorkspaceMember | None:
+        result = await self.session.execute(
+            select(WorkspaceMember)
+            .where(WorkspaceMember.user_id == user_id)
+            .order_by(WorkspaceMember.created_at)
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def membership(
+        self, user_id: uuid.UUID, workspace_id: uuid.UUID
+    ) -> WorkspaceMember | None:
+        return await self.session.get(WorkspaceMember, (workspace_id, user_id))

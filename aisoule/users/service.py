@@ -1,0 +1,107 @@
+"""Users: creation with a workspace, and password checks."""
+
+from __future__ import annotations
+
+import uuid
+
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aisoule.exceptions import Conflict, ValidationFailed
+from aisoule.kit.passwords import hash_password, verify_password
+from aisoule.kit.time import iso_z, utcnow
+from aisoule.models import User, Workspace, WorkspaceMember
+from aisoule.users.repository import UserRepository
+from aisoule.workspaces import service as workspace_service
+
+MIN_PASSWORD = 8
+MAX_PASSWORD = 256
+
+
+def normalize_email(value: str, field: str = "email") -> str:
+    try:
+        return validate_email(value, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise ValidationFailed(f"{field}: {exc}", field=field) from exc
+
+
+def check_password_strength(password: str) -> None:
+    if len(password) < MIN_PASSWORD:
+        raise ValidationFailed(
+            f"password: must be at least {MIN_PASSWORD} characters", field="password"
+        )
+    if len(password) > MAX_PASSWORD:
+        raise ValidationFailed(
+            f"password: must be at most {MAX_PASSWORD} characters", field="password"
+        )
+
+
+async def create_user_with_workspace(
+    session: AsyncSession, *, email: str, password: str, name: str, workspace_name: str
+) -> tuple[User, Workspace, WorkspaceMember]:
+    email = normalize_email(email)
+    check_password_strength(password)
+    repo = UserRepository(session)
+    if await repo.get_by_email(email) is not None:
+        raise Conflict("email: an account with this email already exists", field="email")
+    workspace = await workspace_service.create_workspace(session, workspace_name)
+    now = utcnow()
+    user = User(
+        id=uuid.uuid4(),
+        email=email,
+        name=name,
+        password_hash=await hash_password(password),
+        created_at=now,
+    )
+    member = WorkspaceMember(
+        workspace_id=workspace.id, user_id=user.id, role="owner", created_at=now
+    )
+    await repo.add(user, member)
+    return user, workspace, member
+
+
+async def check_credentials(
+    session: AsyncSession, email: str, password: str
+) -> tuple[User, WorkspaceMember] | None:
+    """The user and their first workspace membership, or None. Same work whether or not the email exists."""
+    repo = UserRepository(session)
+    try:
+        normalized = validate_email(email, check_deliverability=False).normalized.lower()
+    except EmailNotValidError:
+        normalized = None
+    user = await repo.get_by_email(normalized) if normalized else None
+    ok = await verify_password(password, user.password_hash if user else None)
+    if not ok or user is None:
+        return None
+    member = await repo.first_membership(user.id)
+    if member is None:
+        return None
+    return user, member
+
+
+async def get_user(session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    return await UserRepository(session).get(user_id)
+
+
+async def get_membership(
+    session: AsyncSession, user_id: uuid.UUID, workspace_id: uuid.UUID
+) -> WorkspaceMember | None:
+    return await UserRepository(session).membership(user_id, workspace_id)
+
+
+def user_out(user: User, role: str) -> dict[str, object]:
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "name": user.name,
+        "role": role,
+        "created_at": iso_z(user.created_at),
+    }
+
+
+async def find_by_email(session: AsyncSession, email: str) -> User | None:
+    return await UserRepository(session).get_by_email(normalize_email(email))
+
+
+async def first_membership(session: AsyncSession, user_id: uuid.UUID) -> WorkspaceMember | None:
+    return await UserRepository(session).first_membership(user_id)

@@ -1,0 +1,1 @@
+"""WhatsApp: the provider interface, Meta's Cloud API client and the bundled emulator."""

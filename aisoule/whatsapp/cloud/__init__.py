@@ -1,0 +1,1 @@
+"""The real WhatsApp provider: Meta's Cloud API (Graph API) over aiohttp."""

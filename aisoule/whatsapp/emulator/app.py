@@ -1,0 +1,513 @@
+"""The emulator as a FastAPI app: the Graph API parts aisoule uses, plus a control API."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import re
+from collections.abc import AsyncIterator, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import asdict
+from email.parser import BytesParser
+from email.policy import HTTP
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from starlette.responses import Response
+
+from aisoule.whatsapp.emulator.meta import (
+    ERRORS,
+    GraphError,
+    bsuid,
+    envelope,
+    json_response,
+    messages_value,
+    now_ts,
+    numeric_id,
+    wamid,
+)
+from aisoule.whatsapp.emulator.settings import EmulatorSettings
+from aisoule.whatsapp.emulator.state import (
+    MEDIA_TYPES,
+    Sent,
+    Template,
+    World,
+    check_template_send,
+    new_template,
+    validate_message,
+)
+from aisoule.whatsapp.emulator.webhooks import WebhookSender
+
+_VERSION = re.compile(r"^v\d+\.\d+$")
+
+
+class Emulator:
+    """One emulated Meta: settings (changed live), the in-memory world and webhook delivery."""
+
+    def __init__(self, settings: EmulatorSettings) -> None:
+        self.settings = settings
+        self.world = World()
+        self.webhooks = WebhookSender(
+            lambda: self.settings, lambda d: self.world.deliveries.append(d)
+        )
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def reset(self) -> None:
+        """Forget everything: the world, pending webhooks and template approvals."""
+        for task in list(self._tasks):
+            task.cancel()
+        self.webhooks.cancel_pending()
+        self.world = World()
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.webhooks.close()
+
+    # -- checks shared by the Graph API routes ------------------------------------------------
+
+    def authenticate(self, request: Request) -> None:
+        header = request.headers.get("authorization", "")
+        token = header[7:].strip() if header.lower().startswith("bearer ") else None
+        token = token or request.query_params.get("access_token")
+        if not token:
+            raise GraphError(190, "An active access token must be used to query information.")
+        if token not in self.settings.tokens():
+            raise GraphError(190)
+
+    def check_node(self, version: str, node_id: str, expected: str, method: str) -> None:
+        if not _VERSION.match(version):
+            raise GraphError(100, f"Unknown path components: /{version}")
+        if node_id != expected:
+            raise GraphError(
+                100,
+                f"Unsupported {method} request. Object with ID '{node_id}' does not exist, "
+                "cannot be loaded due to missing permissions, or does not support this operation.",
+                subcode=33,
+            )
+
+    def metadata_value(self, **parts: Any) -> dict[str, Any]:
+        s = self.settings
+        return messages_value(s.display_phone_number, s.phone_number_id, **parts)
+
+    # -- webhooks ---------------------------------------------------------------------------
+
+    def status_webhooks(self, sent: Sent, category: str, biz_data: str | None) -> None:
+        s = self.settings
+        step = s.webhook_latency_ms / 1000
+        if sent.error is not None:
+            plan = [("failed", step)]
+        else:
+            names = ["sent", "delivered"] + (["read"] if s.auto_read else [])
+            plan = [(name, step * (i + 1)) for i, name in enumerate(names)]
+            if s.webhook_out_of_order:
+                delays = [d for _, d in plan][::-1]
+                plan = [(name, delays[i]) for i, (name, _) in enumerate(plan)]
+        for status, delay in plan:
+            item: dict[str, Any] = {
+                "id": sent.id,
+                "status": status,
+                "timestamp": now_ts(),
+                "recipient_id": sent.to,
+                "recipient_user_id": bsuid(s.waba_id, sent.to),
+            }
+            if biz_data is not None:
+                item["biz_opaque_callback_data"] = biz_data
+            if sent.error is not None:
+                item["errors"] = [sent.error]
+            elif status in ("sent", "delivered"):
+                item["pricing"] = {"billable": True, "pricing_model": "PMP", "category": category}
+            sent.statuses.append(status)
+            contact = {"wa_id": sent.to, "user_id": bsuid(s.waba_id, sent.to)}
+            value = self.metadata_value(contacts=[contact], statuses=[item])
+            self.webhooks.schedule(envelope(s.waba_id, "messages", value), delay)
+
+    async def approve_later(self, tpl: Template) -> None:
+        await asyncio.sleep(self.settings.template_approval_seconds)
+        if tpl.status != "PENDING" or tpl.id not in self.world.templates:
+            return
+        rejected = tpl.missing_examples()
+        self.set_template_status(
+            tpl, "REJECTED" if rejected else "APPROVED", "INVALID_FORMAT" if rejected else "NONE"
+        )
+
+    def set_template_status(self, tpl: Template, status: str, reason: str = "NONE") -> None:
+        tpl.status, tpl.rejected_reason = status, reason
+        value = {
+            "event": status,
+            "message_template_id": int(tpl.id),
+            "message_template_name": tpl.name,
+            "message_template_language": tpl.language,
+            "reason": reason,
+        }
+        self.webhooks.schedule(
+            envelope(self.settings.waba_id, "message_template_status_update", value)
+        )
+
+
+def _emu(request: Request) -> Emulator:
+    emu: Emulator = request.app.state.emulator
+    return emu
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return {}
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise GraphError(100, "The request body is not valid JSON") from None
+
+
+def _obj(body: dict[str, Any], key: str) -> dict[str, Any]:
+    value = body.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _b64(n: int) -> str:
+    return base64.b64encode(str(n).encode()).decode()
+
+
+def create_emulator_app(settings: EmulatorSettings | None = None) -> FastAPI:
+    """Build the emulator. State lives in this app object, in memory, and dies with it."""
+    emulator = Emulator(settings or EmulatorSettings())
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        await emulator.close()
+
+    app = FastAPI(title="aisoule WhatsApp Cloud API emulator", lifespan=lifespan, openapi_url=None)
+    app.state.emulator = emulator
+
+    @app.exception_handler(GraphError)
+    async def graph_error(_: Request, exc: GraphError) -> Response:
+        return json_response(exc.body(), exc.status)
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> Response:
+        # An emulator bug still answers like Meta does when it fails: code 131000, HTTP 500.
+        err = GraphError(131000, f"emulator error: {exc!r}")
+        return json_response(err.body(), err.status)
+
+    _control_routes(app)
+    _graph_routes(app)
+    return app
+
+
+def _control_routes(app: FastAPI) -> None:
+    @app.get("/_emulator/health")
+    async def health() -> Response:
+        return json_response({"ok": True})
+
+    @app.get("/_emulator/config")
+    async def get_config(request: Request) -> Response:
+        return json_response(_emu(request).settings.model_dump())
+
+    @app.post("/_emulator/config")
+    async def set_config(request: Request) -> Response:
+        emu = _emu(request)
+        patch = await _body(request)
+        if not isinstance(patch, dict):
+            return json_response({"error": "a JSON object of settings is expected"}, 422)
+        try:
+            emu.settings = emu.settings.patched(patch)
+        except KeyError as exc:
+            return json_response({"error": f"unknown settings: {exc.args[0]}"}, 422)
+        except ValueError as exc:  # pydantic ValidationError
+            return json_response({"error": str(exc)}, 422)
+        return json_response(emu.settings.model_dump())
+
+    @app.post("/_emulator/fail")
+    async def fail_next(request: Request) -> Response:
+        """The next ``count`` sends answer error ``code`` (e.g. 131000, 131031, 368, 80007)."""
+        body = await _body(request)
+        code = body.get("code") if isinstance(body, dict) else None
+        count = body.get("count", 1) if isinstance(body, dict) else 0
+        if code not in ERRORS or not isinstance(count, int) or count < 0:
+            return json_response({"error": f"code must be one of {sorted(ERRORS)}"}, 422)
+        _emu(request).world.failures.extend([code] * count)
+        return json_response({"queued": _emu(request).world.failures})
+
+    @app.post("/_emulator/reset")
+    async def reset(request: Request) -> Response:
+        _emu(request).reset()
+        return json_response({"ok": True})
+
+    @app.get("/_emulator/messages")
+    async def messages(request: Request) -> Response:
+        to = request.query_params.get("to")
+        sent = [asdict(m) for m in _emu(request).world.sent if to is None or m.to == to]
+        return json_response({"data": sent})
+
+    @app.get("/_emulator/inbound")
+    async def inbound_log(request: Request) -> Response:
+        return json_response({"data": _emu(request).world.inbound})
+
+    @app.get("/_emulator/webhooks")
+    async def webhooks(request: Request) -> Response:
+        return json_response({"data": _emu(request).world.deliveries})
+
+    @app.post("/_emulator/templates/{template_id}/status")
+    async def force_template_status(template_id: str, request: Request) -> Response:
+        emu = _emu(request)
+        body = await _body(request)
+        tpl = emu.world.templates.get(template_id)
+        status = str(body.get("status", "")).upper() if isinstance(body, dict) else ""
+        if tpl is None or status not in ("APPROVED", "REJECTED", "PAUSED", "DISABLED", "PENDING"):
+            return json_response({"error": "unknown template or status"}, 422)
+        emu.set_template_status(tpl, status, str(body.get("reason", "NONE")))
+        return json_response(tpl.public())
+
+    @app.post("/_emulator/inbound")
+    async def inject_inbound(request: Request) -> Response:
+        """A customer writes to the business: opens the 24 h window and sends the webhook."""
+        emu = _emu(request)
+        s = emu.settings
+        body = await _body(request)
+        if not isinstance(body, dict) or not str(body.get("from", "")).lstrip("+").isdigit():
+            return json_response({"error": "'from' (the customer's number) is required"}, 422)
+        wa_id = str(body["from"]).lstrip("+")
+        kind = str(body.get("type", "text"))
+        msg: dict[str, Any] = {"from": wa_id, "id": wamid(), "timestamp": now_ts()}
+        context_id = body.get("context_id")
+        if not context_id and kind in ("button_reply", "list_reply", "button"):
+            # A reply to a button or list always quotes it: the latest message sent to this customer.
+            mine = [m.id for m in emu.world.sent if m.to == wa_id]
+            context_id = mine[-1] if mine else wamid()
+        if context_id:
+            msg["context"] = {"from": s.display_phone_number, "id": context_id}
+        if kind == "text":
+            msg |= {"type": "text", "text": {"body": str(body.get("text", ""))}}
+        elif kind in ("button_reply", "list_reply"):
+            reply = _obj(body, kind)
+            if not reply.get("id") or not reply.get("title"):
+                return json_response({"error": f"{kind} needs id and title"}, 422)
+            msg |= {"type": "interactive", "interactive": {"type": kind, kind: reply}}
+        elif kind == "button":
+            button = _obj(body, "button")
+            msg |= {
+                "type": "button",
+                "button": {"payload": button.get("payload", ""), "text": button.get("text", "")},
+            }
+        elif kind in MEDIA_TYPES:
+            media = _obj(body, "media")
+            obj = {
+                "mime_type": media.get("mime_type", "image/jpeg"),
+                "sha256": media.get("sha256", "0" * 64),
+                "id": str(media.get("id") or wamid()[6:20]),
+            }
+            obj |= {k: media[k] for k in ("caption", "filename") if k in media}
+            msg |= {"type": kind, kind: obj}
+        else:
+            return json_response({"error": f"unsupported inbound type '{kind}'"}, 422)
+        world = emu.world
+        world.open_window(s.phone_number_id, wa_id)
+        world.inbound_ids.add(msg["id"])
+        world.inbound.append(msg)
+        text = str(body.get("text", "")).strip().upper() if kind == "text" else ""
+        if text == "STOP":
+            world.opted_out.add((s.phone_number_id, wa_id))
+        elif text == "START":
+            world.opted_out.discard((s.phone_number_id, wa_id))
+        contact = {
+            "profile": {"name": str(body.get("name") or "WhatsApp User")},
+            "wa_id": wa_id,
+            "user_id": bsuid(s.waba_id, wa_id),
+        }
+        hook = envelope(
+            s.waba_id, "messages", emu.metadata_value(contacts=[contact], messages=[msg])
+        )
+        emu.webhooks.schedule(hook, s.webhook_latency_ms / 1000)
+        return json_response({"message": msg, "webhook": hook})
+
+
+def _graph_routes(app: FastAPI) -> None:
+    @app.post("/{version}/{phone_number_id}/messages")
+    async def send_message(version: str, phone_number_id: str, request: Request) -> Response:
+        emu = _emu(request)
+        emu.authenticate(request)
+        s = emu.settings
+        emu.check_node(version, phone_number_id, s.phone_number_id, "post")
+        payload = await _body(request)
+        if isinstance(payload, dict) and payload.get("status") == "read":
+            if payload.get("messaging_product") != "whatsapp":
+                raise GraphError(100, "messaging_product must be 'whatsapp'")
+            if payload.get("message_id") not in emu.world.inbound_ids:
+                raise GraphError(100, "message_id: no such inbound message")
+            return json_response({"success": True})
+        kind = validate_message(payload)
+        if emu.world.failures:
+            raise GraphError(emu.world.failures.pop(0))
+        to = str(payload["to"])
+        wa_id = re.sub(r"\D", "", to)
+        if not emu.world.take_throughput(phone_number_id, s.throughput_per_second):
+            raise GraphError(130429)
+        if not emu.world.take_pair(phone_number_id, wa_id, s.pair_burst, s.pair_period_seconds):
+            raise GraphError(131056)
+        category = "service"
+        failure: GraphError | None = None
+        if kind == "template":
+            spec = payload["template"]
+            tpl = emu.world.find_template(spec["name"], spec["language"]["code"])
+            if tpl is None or tpl.status != "APPROVED":
+                raise GraphError(
+                    132001,
+                    f"template name ({spec['name']}) does not exist in {spec['language']['code']}",
+                )
+            check_template_send(tpl, spec)
+            category = tpl.category.lower()
+            if tpl.category == "MARKETING" and (phone_number_id, wa_id) in emu.world.opted_out:
+                failure = GraphError(131050)
+        elif not emu.world.in_window(phone_number_id, wa_id, s.window_seconds):
+            failure = GraphError(131047)
+        if wa_id in s.unreachable():
+            failure = GraphError(131026)
+        if failure is not None and not s.async_failures:
+            raise failure
+        sent = Sent(
+            id=wamid(),
+            phone_number_id=phone_number_id,
+            to=wa_id,
+            type=kind,
+            payload=payload,
+            timestamp=now_ts(),
+            error=failure.status_error() if failure else None,
+        )
+        emu.world.sent.append(sent)
+        biz = payload.get("biz_opaque_callback_data")
+        emu.status_webhooks(sent, category, str(biz) if biz is not None else None)
+        message: dict[str, Any] = {"id": sent.id}
+        if kind == "template":
+            message["message_status"] = "accepted"
+        if s.api_latency_ms:
+            await asyncio.sleep(s.api_latency_ms / 1000)
+        return json_response(
+            {
+                "messaging_product": "whatsapp",
+                "contacts": [{"input": to, "wa_id": wa_id}],
+                "messages": [message],
+            }
+        )
+
+    @app.post("/{version}/{phone_number_id}/media")
+    async def upload_media(version: str, phone_number_id: str, request: Request) -> Response:
+        emu = _emu(request)
+        emu.authenticate(request)
+        emu.check_node(version, phone_number_id, emu.settings.phone_number_id, "post")
+        ctype = request.headers.get("content-type", "")
+        if not ctype.startswith("multipart/form-data"):
+            raise GraphError(100, "media upload must be multipart/form-data")
+        message = BytesParser(policy=HTTP).parsebytes(
+            f"Content-Type: {ctype}\r\n\r\n".encode() + await request.body()
+        )
+        parts = {p.get_param("name", header="content-disposition"): p for p in message.iter_parts()}
+        product, upload = parts.get("messaging_product"), parts.get("file")
+        if product is None or product.get_content().strip() != "whatsapp":
+            raise GraphError(100, "messaging_product must be 'whatsapp'")
+        if upload is None:
+            raise GraphError(100, "file is required")
+        data = upload.get_payload(decode=True)
+        media_id = numeric_id()
+        emu.world.media[media_id] = {
+            "id": media_id,
+            "mime_type": upload.get_content_type(),
+            "file_size": len(data) if isinstance(data, bytes) else 0,
+        }
+        return json_response({"id": media_id})
+
+    @app.get("/{version}/{waba_id}/message_templates")
+    async def list_templates(version: str, waba_id: str, request: Request) -> Response:
+        emu = _emu(request)
+        emu.authenticate(request)
+        emu.check_node(version, waba_id, emu.settings.waba_id, "get")
+        q = request.query_params
+        rows = [
+            t.public()
+            for t in emu.world.templates.values()
+            if (not q.get("name") or q["name"] in t.name)
+            and (not q.get("status") or t.status == q["status"].upper())
+            and (not q.get("language") or t.language == q["language"])
+            and (not q.get("category") or t.category == q["category"].upper())
+        ]
+        try:
+            limit = max(1, min(int(q.get("limit", 25)), 1000))
+            start = int(base64.b64decode(q["after"]).decode()) + 1 if q.get("after") else 0
+        except (ValueError, TypeError):
+            raise GraphError(100, "limit or after is not valid") from None
+        page = rows[start : start + limit]
+        body: dict[str, Any] = {"data": page}
+        if page:
+            body["paging"] = {
+                "cursors": {"before": _b64(start), "after": _b64(start + len(page) - 1)}
+            }
+            if start + limit < len(rows):
+                nxt = request.url.include_query_params(after=_b64(start + len(page) - 1))
+                body["paging"]["next"] = str(nxt.remove_query_params("access_token"))
+        return json_response(body)
+
+    @app.post("/{version}/{waba_id}/message_templates")
+    async def create_template(version: str, waba_id: str, request: Request) -> Response:
+        emu = _emu(request)
+        emu.authenticate(request)
+        emu.check_node(version, waba_id, emu.settings.waba_id, "post")
+        tpl = new_template(await _body(request))
+        if emu.world.find_template(tpl.name, tpl.language) is not None:
+            raise GraphError(
+                100, f"Content in this language ({tpl.language}) already exists", subcode=2388024
+            )
+        emu.world.templates[tpl.id] = tpl
+        emu.spawn(emu.approve_later(tpl))
+        return json_response({"id": tpl.id, "status": tpl.status, "category": tpl.category})
+
+    @app.delete("/{version}/{waba_id}/message_templates")
+    async def delete_template(version: str, waba_id: str, request: Request) -> Response:
+        emu = _emu(request)
+        emu.authenticate(request)
+        emu.check_node(version, waba_id, emu.settings.waba_id, "delete")
+        name, hsm_id = request.query_params.get("name"), request.query_params.get("hsm_id")
+        if not name:
+            raise GraphError(100, "name is required")
+        doomed = [
+            t.id
+            for t in emu.world.templates.values()
+            if t.name == name and (hsm_id is None or t.id == hsm_id)
+        ]
+        if not doomed:
+            raise GraphError(100, f"Message template '{name}' not found")
+        for tid in doomed:
+            del emu.world.templates[tid]
+        return json_response({"success": True})
+
+    @app.get("/{version}/{phone_number_id}")
+    async def phone_number(version: str, phone_number_id: str, request: Request) -> Response:
+        emu = _emu(request)
+        emu.authenticate(request)
+        s = emu.settings
+        emu.check_node(version, phone_number_id, s.phone_number_id, "get")
+        digits = s.display_phone_number
+        node = {
+            "verified_name": s.verified_name,
+            "code_verification_status": "VERIFIED",
+            "display_phone_number": f"+{digits[:-10]} {digits[-10:-7]}-{digits[-7:-4]}-{digits[-4:]}"
+            if len(digits) > 10
+            else digits,
+            "quality_rating": s.quality_rating,
+            "platform_type": "CLOUD_API",
+            "throughput": {"level": "STANDARD"},
+            "messaging_limit_tier": "TIER_1K",
+            "id": s.phone_number_id,
+        }
+        fields = request.query_params.get("fields")
+        if fields:
+            wanted = {f.strip() for f in fields.split(",")} | {"id"}
+            node = {k: v for k, v in node.items() if k in wanted}
+        return json_response(node)

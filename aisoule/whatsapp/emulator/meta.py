@@ -1,0 +1,160 @@
+"""Meta's wire formats, as the emulator writes them: error JSON, ids, webhook envelopes."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+
+ERROR_HREF = "https://developers.facebook.com/docs/whatsapp/cloud-api/support/error-codes/"
+
+# code -> (HTTP status, title, details) as Meta documents them.
+ERRORS: dict[int, tuple[int, str, str]] = {
+    190: (
+        401,
+        "Invalid OAuth access token",
+        "Invalid OAuth access token - Cannot parse access token",
+    ),
+    100: (400, "Invalid parameter", "Invalid parameter"),
+    130429: (
+        400,
+        "Rate limit hit",
+        "Message failed to send because there were too many messages sent from this phone number "
+        "in a short period of time",
+    ),
+    131056: (
+        400,
+        "(Business Account, Consumer Account) pair rate limit hit",
+        "Message failed to send because there were too many messages sent from this phone number "
+        "to the same phone number in a short period of time",
+    ),
+    131047: (
+        400,
+        "Re-engagement message",
+        "Message failed to send because more than 24 hours have passed since the customer last "
+        "replied to this number.",
+    ),
+    131026: (400, "Message undeliverable", "Message Undeliverable."),
+    131050: (
+        400,
+        "Unable to deliver the message. This recipient has chosen to stop receiving marketing "
+        "messages on WhatsApp from your business",
+        "The recipient has chosen to stop receiving marketing messages from your business.",
+    ),
+    131000: (500, "Something went wrong", "Message failed to send because of an unknown error."),
+    131031: (
+        403,
+        "Business Account locked",
+        "The WhatsApp Business Account associated with the app has been locked.",
+    ),
+    368: (
+        403,
+        "Temporarily blocked for policies violations",
+        "The WhatsApp Business Account associated with the app has been restricted or disabled "
+        "for violating a platform policy.",
+    ),
+    80007: (400, "Rate limit issues", "The WhatsApp Business Account has reached its rate limit."),
+    132000: (
+        400,
+        "Number of parameters does not match the expected number of params",
+        "Number of parameters does not match the expected number of params",
+    ),
+    132001: (
+        404,
+        "Template name does not exist in the translation",
+        "template name does not exist in the translation",
+    ),
+}
+
+
+class GraphError(Exception):
+    """Raised inside the emulator; rendered as Meta's error JSON."""
+
+    def __init__(
+        self, code: int, details: str | None = None, *, subcode: int | None = None
+    ) -> None:
+        status, title, default_details = ERRORS[code]
+        super().__init__(f"({code}) {title}")
+        self.code = code
+        self.status = status
+        self.title = title
+        self.details = details or default_details
+        self.subcode = subcode
+
+    def body(self) -> dict[str, Any]:
+        err: dict[str, Any] = {
+            "message": f"(#{self.code}) {self.title}",
+            "type": "OAuthException",
+            "code": self.code,
+            "error_data": {"messaging_product": "whatsapp", "details": self.details},
+            "fbtrace_id": fbtrace_id(),
+        }
+        if self.code == 190:  # token errors carry no WhatsApp error_data
+            err["message"] = self.details
+            del err["error_data"]
+        if self.subcode is not None:
+            err["error_subcode"] = self.subcode
+        return {"error": err}
+
+    def status_error(self) -> dict[str, Any]:
+        """The ``errors[]`` item of a ``failed`` status webhook."""
+        return {
+            "code": self.code,
+            "title": self.title,
+            "message": self.title,
+            "error_data": {"details": self.details},
+            "href": ERROR_HREF,
+        }
+
+
+def json_response(body: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(body), status_code=status_code, media_type="application/json")
+
+
+def fbtrace_id() -> str:
+    return "A" + secrets.token_urlsafe(16)[:22]
+
+
+def wamid() -> str:
+    """A WhatsApp message id: ``wamid.`` and base64, as Meta's look."""
+    return (
+        "wamid." + base64.b64encode(b"\x15\x02\x00\x11\x18\x12" + secrets.token_bytes(18)).decode()
+    )
+
+
+def numeric_id() -> str:
+    return str(secrets.randbelow(9 * 10**14) + 10**14)
+
+
+def bsuid(waba_id: str, wa_id: str) -> str:
+    """A stable business-scoped user id (``CC.`` + alphanumerics), as Meta sends since 2026."""
+    digest = hashlib.sha256(f"{waba_id}:{wa_id}".encode()).hexdigest()
+    return "US." + str(int(digest[:16], 16))
+
+
+def now_ts() -> str:
+    return str(int(time.time()))
+
+
+def envelope(waba_id: str, field: str, value: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "object": "whatsapp_business_account",
+        "entry": [{"id": waba_id, "changes": [{"value": value, "field": field}]}],
+    }
+
+
+def messages_value(display_phone_number: str, phone_number_id: str, **parts: Any) -> dict[str, Any]:
+    """A ``messages`` field value: metadata plus ``statuses`` or ``contacts`` and ``messages``."""
+    return {
+        "messaging_product": "whatsapp",
+        "metadata": {
+            "display_phone_number": display_phone_number,
+            "phone_number_id": phone_number_id,
+        },
+        **parts,
+    }

@@ -1,0 +1,5 @@
+-- GET /v1/contacts?limit=20: the statements the app sends (pgbench -M prepared). Reads run in
+-- autocommit (no BEGIN/COMMIT); the page and its counter total are one statement.
+-- Variables: ws (workspace uuid), key_hash (the API key's stored HMAC).
+SELECT api_keys.id, api_keys.workspace_id, api_keys.key_hash, api_keys.scopes, api_keys.expires_at, api_keys.revoked_at, api_keys.last_used_at, api_keys.rate_limit_per_minute, api_keys.rate_limit_per_second, workspaces.rate_limit_per_minute AS ws_per_minute, workspaces.rate_limit_per_second AS ws_per_second FROM api_keys JOIN workspaces ON workspaces.id = api_keys.workspace_id WHERE api_keys.key_hash = :key_hash::VARCHAR;
+SELECT contacts.id, contacts.uuid, contacts.phone, contacts.first_name, contacts.last_name, contacts.email, contacts.stage, contacts.tags, contacts.custom_fields, contacts.created_at, contacts.updated_at, (SELECT coalesce(sum(contact_counts.n), 0) FROM contact_counts WHERE contact_counts.workspace_id = :ws::UUID AND contact_counts.kind = 'all' AND contact_counts.key = '') AS total FROM contacts WHERE contacts.workspace_id = :ws::UUID ORDER BY contacts.id LIMIT 20 OFFSET 0;

@@ -1,0 +1,200 @@
+"""Rate limits as seed 000 promises: 100 per rolling minute and 10 per rolling second, per key.
+
+Real traffic for 66 s: 20 keys each sending about 13 requests a second (faster than the 10/s and
+100/min allowed), through one process (memory backend) or four processes sharing Redis. The
+server holds a request that arrives up to 250 ms before a minute slot frees, so a client that
+sends more often than that gets its whole quota without saturating the machine. The server's admission instant of a request lies between
+the client's send and receive times, so the checks use those bounds: at most 100 (10) requests whose
+whole [send, receive] lies in a 60 s (1 s) window were admitted, and at least 99 admitted requests
+touch every 60 s window that lies inside the run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import itertools
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+import redis
+
+from tests.conftest import signup
+from tests.servers import Server, make_server, pg_url, reset_postgres
+
+DURATION = float(os.environ.get("AISOULE_RATELIMIT_TEST_SECONDS", "66"))
+KEYS = 20
+REAL_LIMITS = {
+    "AISOULE_RATELIMIT_PER_MINUTE": "100",
+    "AISOULE_RATELIMIT_PER_SECOND": "10",
+}
+
+
+@dataclass
+class Trace:
+    admitted: list[tuple[float, float]] = field(default_factory=list)  # (sent, received)
+    refused: list[httpx.Response] = field(default_factory=list)
+    other: list[int] = field(default_factory=list)
+
+
+async def _hammer(
+    servers: list[Server], key: str, until: float, pause: float, trace: Trace
+) -> None:
+    rotation = itertools.cycle(random.sample(servers, len(servers)))
+    clients = {
+        s.url: httpx.AsyncClient(base_url=s.url, headers={"X-API-Key": key}, timeout=30)
+        for s in servers
+    }
+    try:
+        while time.monotonic() < until:
+            server = next(rotation)
+            sent = time.monotonic()
+            r = await clients[server.url].get("/v1/contacts", params={"limit": 1})
+            received = time.monotonic()
+            if r.status_code == 200:
+                trace.admitted.append((sent, received))
+            elif r.status_code == 429:
+                trace.refused.append(r)
+            else:
+                trace.other.append(r.status_code)
+            if pause:
+                await asyncio.sleep(pause)
+    finally:
+        for c in clients.values():
+            await c.aclose()
+
+
+def _max_inside(intervals: list[tuple[float, float]], width: float) -> int:
+    """Most intervals lying wholly inside one window of ``width`` (windows start at a send)."""
+    sends = sorted(s for s, _ in intervals)
+    best = 0
+    for start in sends:
+        inside = [r for s, r in intervals if s >= start and r < start + width]
+        best = max(best, len(inside))
+    return best
+
+
+def _min_touching(intervals: list[tuple[float, float]], width: float, t0: float, t1: float) -> int:
+    """Fewest intervals touching a window [t, t+width) over every t with the window inside [t0, t1]."""
+    sends = sorted(s for s, _ in intervals)
+    recvs = sorted(r for _, r in intervals)
+    starts = [t0] + [r for r in recvs if t0 <= r <= t1 - width]
+    worst = len(intervals)
+    for t in starts:
+        touching = bisect.bisect_left(sends, t + width) - bisect.bisect_left(recvs, t)
+        worst = min(worst, touching)
+    return worst
+
+
+def _run(servers: list[Server]) -> None:
+    client = httpx.Client(base_url=servers[0].url, timeout=30)
+    session, _, _, _ = signup(servers[0])
+    keys = []
+    for i in range(KEYS + 1):
+        r = session.post("/api/api-keys", json={"name": f"load {i}"})
+        assert r.status_code == 201, r.text
+        keys.append(r.json()["data"]["api_key"]["key"])
+    session.close()
+    client.close()
+    traces = [Trace() for _ in keys]
+
+    async def main() -> float:
+        start = time.monotonic()
+        until = start + DURATION
+        tasks = [
+            _hammer(servers, k, until, 0.0, t)
+            for k, t in zip(keys[:KEYS], traces[:KEYS], strict=True)
+        ]
+        tasks.append(_hammer(servers, keys[KEYS], until, 1.0, traces[KEYS]))  # a quiet key
+        await asyncio.gather(*tasks)
+        return start
+
+    t0 = asyncio.run(main())
+    t1 = t0 + DURATION
+    for i, trace in enumerate(traces[:KEYS]):
+        assert not trace.other, f"key {i}: unexpected statuses {set(trace.other)}"
+        assert trace.refused, f"key {i} was never refused: it did not send faster than allowed"
+        assert _max_inside(trace.admitted, 60.0) <= 100, f"key {i}: over 100 in 60 s"
+        assert _max_inside(trace.admitted, 1.0) <= 10, f"key {i}: over 10 in 1 s"
+        assert _min_touching(trace.admitted, 60.0, t0, t1) >= 99, (
+            f"key {i}: under 99 in a 60 s window"
+        )
+        for r in trace.refused:
+            assert r.headers["X-RateLimit-Remaining"] == "0"
+            assert int(r.headers["Retry-After"]) >= 1
+            assert r.headers["X-RateLimit-Limit"] == "100"
+            assert int(r.headers["X-RateLimit-Reset"]) >= int(time.time()) - DURATION - 5
+            assert r.json()["success"] is False and r.json()["error"]["code"] == "rate_limited"
+    quiet = traces[KEYS]
+    assert quiet.admitted and not quiet.refused and not quiet.other, (
+        "another key's traffic was affected"
+    )
+
+
+def _start(backend: str, tmp: Path, n: int, **env: str) -> list[Server]:
+    servers = []
+    first = make_server(backend, tmp, **REAL_LIMITS, **env)
+    first.cli("migrate")
+    for _ in range(n):
+        srv = make_server(backend, tmp, **REAL_LIMITS, **env)
+        srv.start()
+        servers.append(srv)
+    return servers
+
+
+@pytest.mark.slow
+def test_memory_backend_one_process(tmp_path: Path) -> None:
+    servers = _start("sqlite", tmp_path, 1)
+    try:
+        _run(servers)
+    finally:
+        for s in servers:
+            s.stop()
+
+
+@pytest.mark.slow
+def test_redis_backend_four_processes(tmp_path: Path) -> None:
+    try:
+        redis.Redis.from_url("redis://127.0.0.1:6379/0").ping()
+    except redis.RedisError as exc:  # a failure, never a skip
+        pytest.fail(f"Redis is not reachable at 127.0.0.1:6379: {exc!r}", pytrace=False)
+    url = pg_url().rsplit("/", 1)[0] + "/aisoule_ratelimit"
+    _recreate_database(url)
+    servers = _start(
+        "postgresql",
+        tmp_path,
+        4,
+        AISOULE_REDIS_URL="redis://127.0.0.1:6379/0",
+        AISOULE_DATABASE_URL=url,
+    )
+    try:
+        _run(servers)
+    finally:
+        for s in servers:
+            s.stop()
+
+
+def _recreate_database(url: str) -> None:
+    import asyncpg
+
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    name = url.rsplit("/", 1)[1]
+
+    async def run() -> None:
+        conn = await asyncpg.connect(
+            admin.replace("postgresql+asyncpg://", "postgresql://"), timeout=10
+        )
+        try:
+            exists = await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name)
+            if not exists:
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    reset_postgres(url)

@@ -1,0 +1,463 @@
+"""Our CloudAPIClient against the emulator subprocess, over real HTTP: Meta's formats and rules."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+import pytest
+
+from aisoule.kit.signing import verify_sha256
+from aisoule.whatsapp.cloud.client import CloudAPIClient
+from aisoule.whatsapp.provider import (
+    ErrorClass,
+    MetaAPIError,
+    ProviderUnavailable,
+    SendOutcomeUnknown,
+)
+from tests.servers import free_port
+from tests.whatsapp.conftest import APP_SECRET, PHONE_ID, TOKEN, WABA_ID, Emulator, Receiver
+
+pytestmark = pytest.mark.anyio
+
+CUSTOMER = "15551234567"
+
+
+def text(to: str = CUSTOMER, body: str = "Hello") -> dict[str, Any]:
+    return {"to": to, "type": "text", "text": {"body": body}}
+
+
+def template_send(name: str, params: list[str], lang: str = "en_US") -> dict[str, Any]:
+    components = [{"type": "body", "parameters": [{"type": "text", "text": p} for p in params]}]
+    return {
+        "to": CUSTOMER,
+        "type": "template",
+        "template": {"name": name, "language": {"code": lang}, "components": components},
+    }
+
+
+async def approved_template(
+    client: CloudAPIClient, name: str = "order_update", category: str = "UTILITY", **extra: Any
+) -> dict[str, Any]:
+    body = {
+        "name": name,
+        "language": "en_US",
+        "category": category,
+        "components": [
+            {"type": "HEADER", "format": "TEXT", "text": "Order news"},
+            {
+                "type": "BODY",
+                "text": "Hi {{1}}, order {{2}} has shipped.",
+                "example": {"body_text": [["Asha", "#1042"]]},
+            },
+        ],
+        **extra,
+    }
+    created = await client.create_template(WABA_ID, body)
+    assert created["status"] == "PENDING" and created["category"] == category
+    for _ in range(100):
+        rows = await client.list_templates(WABA_ID, name=name)
+        if rows and rows[0]["status"] != "PENDING":
+            break
+        await asyncio.sleep(0.05)
+    assert rows[0]["status"] == "APPROVED"
+    return rows[0]
+
+
+async def expect_error(coro: Any, code: int, cls: ErrorClass, status: int = 400) -> MetaAPIError:
+    with pytest.raises(MetaAPIError) as info:
+        await coro
+    err = info.value
+    assert (err.code, err.classification, err.http_status) == (code, cls, status), err
+    assert err.fbtrace_id and err.message
+    return err
+
+
+async def test_text_send_answers_metas_success_json(
+    emulator: Emulator, client: CloudAPIClient
+) -> None:
+    emulator.inbound(**{"from": CUSTOMER, "text": "hi"})
+    sent = await client.send_message(PHONE_ID, text(to="+1 555-123-4567"))
+    assert sent.message_id.startswith("wamid.")
+    assert (sent.input, sent.wa_id) == ("+1 555-123-4567", CUSTOMER)
+    # The exact shape, read without our client.
+    async with httpx.AsyncClient() as raw:
+        r = await raw.post(
+            f"{emulator.url}/v23.0/{PHONE_ID}/messages",
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            json={"messaging_product": "whatsapp", **text()},
+        )
+    body = r.json()
+    assert r.status_code == 200
+    assert set(body) == {"messaging_product", "contacts", "messages"}
+    assert body["contacts"] == [{"input": CUSTOMER, "wa_id": CUSTOMER}]
+    assert list(body["messages"][0]) == ["id"]
+    assert [m["type"] for m in emulator.sent(CUSTOMER)] == ["text", "text"]
+
+
+async def test_other_message_types(emulator: Emulator, client: CloudAPIClient) -> None:
+    inbound = emulator.inbound(**{"from": CUSTOMER, "text": "hi"})["message"]
+    payloads: list[dict[str, Any]] = [
+        {"type": "image", "image": {"link": "https://example.com/a.jpg", "caption": "A"}},
+        {
+            "type": "document",
+            "document": {"link": "https://example.com/a.pdf", "filename": "a.pdf"},
+        },
+        {"type": "audio", "audio": {"link": "https://example.com/a.ogg"}},
+        {"type": "video", "video": {"link": "https://example.com/a.mp4"}},
+        {
+            "type": "interactive",
+            "interactive": {
+                "type": "button",
+                "body": {"text": "Pick one"},
+                "action": {"buttons": [{"type": "reply", "reply": {"id": "y", "title": "Yes"}}]},
+            },
+        },
+        {
+            "type": "interactive",
+            "interactive": {
+                "type": "list",
+                "body": {"text": "Menu"},
+                "action": {
+                    "button": "Choose",
+                    "sections": [{"title": "S", "rows": [{"id": "r1", "title": "Row 1"}]}],
+                },
+            },
+        },
+        {"type": "reaction", "reaction": {"message_id": inbound["id"], "emoji": "👍"}},
+    ]
+    for p in payloads:
+        sent = await client.send_message(PHONE_ID, {"to": CUSTOMER, **p})
+        assert sent.message_id.startswith("wamid.")
+    assert await client.mark_read(PHONE_ID, inbound["id"]) is True
+    bad = {
+        "type": "interactive",
+        "interactive": {
+            "type": "button",
+            "body": {"text": "Too many"},
+            "action": {
+                "buttons": [
+                    {"type": "reply", "reply": {"id": str(i), "title": "B"}} for i in range(4)
+                ]
+            },
+        },
+    }
+    err = await expect_error(
+        client.send_message(PHONE_ID, {"to": CUSTOMER, **bad}), 100, ErrorClass.permanent
+    )
+    assert "buttons" in (err.details or "")
+    await expect_error(client.mark_read(PHONE_ID, "wamid.nope"), 100, ErrorClass.permanent)
+
+
+async def test_template_send_positional_and_named(
+    emulator: Emulator, client: CloudAPIClient
+) -> None:
+    await approved_template(client)
+    sent = await client.send_message(PHONE_ID, template_send("order_update", ["Asha", "#1042"]))
+    assert sent.message_status == "accepted"
+    named = {
+        "name": "welcome_named",
+        "language": "en_US",
+        "category": "MARKETING",
+        "parameter_format": "NAMED",
+        "components": [
+            {
+                "type": "BODY",
+                "text": "Welcome {{first_name}}!",
+                "example": {
+                    "body_text_named_params": [{"param_name": "first_name", "example": "A"}]
+                },
+            }
+        ],
+    }
+    await client.create_template(WABA_ID, named)
+    await asyncio.sleep(0.5)
+    send = {
+        "to": CUSTOMER,
+        "type": "template",
+        "template": {
+            "name": "welcome_named",
+            "language": {"code": "en_US"},
+            "components": [
+                {
+                    "type": "body",
+                    "parameters": [
+                        {"type": "text", "parameter_name": "first_name", "text": "Asha"}
+                    ],
+                }
+            ],
+        },
+    }
+    assert (await client.send_message(PHONE_ID, send)).message_id
+    send["template"]["components"][0]["parameters"][0]["parameter_name"] = "name"
+    await expect_error(client.send_message(PHONE_ID, send), 132000, ErrorClass.permanent)
+
+
+async def test_template_errors(emulator: Emulator, client: CloudAPIClient) -> None:
+    await approved_template(client)
+    await expect_error(
+        client.send_message(PHONE_ID, template_send("order_update", ["Asha"])),
+        132000,
+        ErrorClass.permanent,
+    )
+    await expect_error(
+        client.send_message(PHONE_ID, template_send("no_such_template", [])),
+        132001,
+        ErrorClass.permanent,
+        404,
+    )
+    await expect_error(
+        client.send_message(PHONE_ID, template_send("order_update", ["A", "B"], lang="de")),
+        132001,
+        ErrorClass.permanent,
+        404,
+    )
+
+
+async def test_bad_token_is_190(emulator: Emulator, client: CloudAPIClient) -> None:
+    await expect_error(
+        client.send_message(PHONE_ID, text(), access_token="wrong"), 190, ErrorClass.account, 401
+    )
+    anonymous = CloudAPIClient(base_url=emulator.url)
+    try:
+        await expect_error(anonymous.get_phone_number(PHONE_ID), 190, ErrorClass.account, 401)
+    finally:
+        await anonymous.close()
+
+
+async def test_throughput_is_130429(emulator: Emulator, client: CloudAPIClient) -> None:
+    emulator.configure(throughput_per_second=3, async_failures=True)
+    for n in range(3):
+        await client.send_message(PHONE_ID, text(to=f"1555000000{n}"))
+    err = await expect_error(
+        client.send_message(PHONE_ID, text(to="15550000009")), 130429, ErrorClass.retryable
+    )
+    assert err.retryable
+    await asyncio.sleep(1.05)
+    await client.send_message(PHONE_ID, text(to="15550000009"))
+
+
+async def test_pair_rate_is_131056(emulator: Emulator, client: CloudAPIClient) -> None:
+    emulator.configure(pair_burst=2, pair_period_seconds=60)
+    emulator.inbound(**{"from": CUSTOMER, "text": "hi"})
+    await client.send_message(PHONE_ID, text())
+    await client.send_message(PHONE_ID, text())
+    await expect_error(client.send_message(PHONE_ID, text()), 131056, ErrorClass.retryable)
+    await client.send_message(PHONE_ID, text(to="15557654321"))  # another recipient is fine
+
+
+async def test_sync_failures(emulator: Emulator, client: CloudAPIClient) -> None:
+    emulator.configure(async_failures=False, not_on_whatsapp="15559990000")
+    await expect_error(client.send_message(PHONE_ID, text()), 131047, ErrorClass.permanent)
+    emulator.inbound(**{"from": "15559990000", "text": "hi"})
+    await expect_error(
+        client.send_message(PHONE_ID, text(to="15559990000")), 131026, ErrorClass.permanent
+    )
+    await expect_error(
+        client.send_message(PHONE_ID, {"to": CUSTOMER, "type": "text", "text": {}}),
+        100,
+        ErrorClass.permanent,
+    )
+    await expect_error(
+        client.send_message("999", text()), 100, ErrorClass.permanent
+    )  # an unknown phone number id
+
+
+@pytest.mark.parametrize(
+    ("code", "cls", "status"),
+    [
+        (131000, ErrorClass.retryable, 500),
+        (80007, ErrorClass.retryable, 400),
+        (131031, ErrorClass.account, 403),
+        (368, ErrorClass.account, 403),
+    ],
+)
+async def test_injected_failures(
+    emulator: Emulator, client: CloudAPIClient, code: int, cls: ErrorClass, status: int
+) -> None:
+    emulator.inbound(**{"from": CUSTOMER, "text": "hi"})
+    with emulator.control() as c:
+        assert c.post("/_emulator/fail", json={"code": code, "count": 1}).status_code == 200
+    await expect_error(client.send_message(PHONE_ID, text()), code, cls, status)
+    assert (await client.send_message(PHONE_ID, text())).message_id  # only the next one fails
+
+
+async def test_inbound_opens_the_window(
+    emulator: Emulator, client: CloudAPIClient, receiver: Receiver
+) -> None:
+    emulator.configure(async_failures=False)
+    await expect_error(client.send_message(PHONE_ID, text()), 131047, ErrorClass.permanent)
+    hook = emulator.inbound(**{"from": CUSTOMER, "name": "Asha", "text": "Where is my order?"})
+    assert (await client.send_message(PHONE_ID, text())).message_id
+    emulator.configure(window_seconds=0)  # the window closes
+    await expect_error(client.send_message(PHONE_ID, text()), 131047, ErrorClass.permanent)
+    got = receiver.wait(
+        lambda hs: any("messages" in h.json["entry"][0]["changes"][0]["value"] for h in hs)
+    )
+    value = next(
+        h.json["entry"][0]["changes"][0]["value"]
+        for h in got
+        if "messages" in h.json["entry"][0]["changes"][0]["value"]
+    )
+    assert value["contacts"][0]["profile"] == {"name": "Asha"}
+    assert value["contacts"][0]["wa_id"] == CUSTOMER
+    assert value["contacts"][0]["user_id"].startswith("US.")  # a business-scoped user id
+    assert value["messages"][0]["text"] == {"body": "Where is my order?"}
+    assert value["messages"][0]["id"] == hook["message"]["id"]
+    assert value["metadata"]["phone_number_id"] == PHONE_ID
+
+
+async def test_failures_arrive_as_failed_statuses(
+    emulator: Emulator, client: CloudAPIClient, receiver: Receiver
+) -> None:
+    """Meta's default: 131047 / 131026 / 131050 are accepted, then reported by webhook."""
+    emulator.configure(not_on_whatsapp="15559990000")
+    outside = await client.send_message(PHONE_ID, text())
+    emulator.inbound(**{"from": "15559990000", "text": "hi"})
+    gone = await client.send_message(PHONE_ID, text(to="15559990000"))
+    await approved_template(client, name="promo", category="MARKETING")
+    emulator.inbound(**{"from": CUSTOMER, "text": "STOP"})
+    stopped = await client.send_message(PHONE_ID, template_send("promo", ["A", "B"]))
+    receiver.wait(lambda hs: len([s for s in receiver.statuses() if s["status"] == "failed"]) >= 3)
+    failed = {s["id"]: s for s in receiver.statuses() if s["status"] == "failed"}
+    assert failed[outside.message_id]["errors"][0]["code"] == 131047
+    assert failed[gone.message_id]["errors"][0]["code"] == 131026
+    assert failed[stopped.message_id]["errors"][0]["code"] == 131050
+    assert failed[gone.message_id]["errors"][0]["error_data"]["details"]
+
+
+async def test_status_webhooks_are_signed_and_ordered(
+    emulator: Emulator, client: CloudAPIClient, receiver: Receiver
+) -> None:
+    emulator.inbound(**{"from": CUSTOMER, "text": "hi"})
+    sent = await client.send_message(PHONE_ID, text())
+    receiver.wait(lambda hs: len(receiver.statuses()) >= 3)
+    for h in receiver.hooks:
+        assert verify_sha256(h.raw, h.headers["x-hub-signature-256"], APP_SECRET)
+        assert not verify_sha256(h.raw + b" ", h.headers["x-hub-signature-256"], APP_SECRET)
+        assert h.json["object"] == "whatsapp_business_account"
+        assert h.json["entry"][0]["id"] == WABA_ID
+        assert h.json["entry"][0]["changes"][0]["field"] == "messages"
+    statuses = [s for s in receiver.statuses() if s["id"] == sent.message_id]
+    assert [s["status"] for s in statuses] == ["sent", "delivered", "read"]
+    assert all(s["recipient_id"] == CUSTOMER and s["timestamp"].isdigit() for s in statuses)
+
+
+async def test_duplicates_and_out_of_order(
+    emulator: Emulator, client: CloudAPIClient, receiver: Receiver
+) -> None:
+    emulator.configure(webhook_duplicates=True, webhook_out_of_order=True, webhook_latency_ms=60)
+    emulator.inbound(**{"from": CUSTOMER, "text": "hi"})
+    sent = await client.send_message(PHONE_ID, text())
+    receiver.wait(
+        lambda hs: len([s for s in receiver.statuses() if s["id"] == sent.message_id]) >= 6
+    )
+    order = [s["status"] for s in receiver.statuses() if s["id"] == sent.message_id]
+    assert sorted(order) == ["delivered", "delivered", "read", "read", "sent", "sent"]
+    assert order.index("read") < order.index("delivered") < order.index("sent")
+    inbound = [h for h in receiver.hooks if "messages" in h.json["entry"][0]["changes"][0]["value"]]
+    assert len(inbound) == 2 and inbound[0].raw == inbound[1].raw
+
+
+async def test_template_lifecycle(
+    emulator: Emulator, client: CloudAPIClient, receiver: Receiver
+) -> None:
+    tpl = await approved_template(client)
+    assert tpl["language"] == "en_US" and tpl["category"] == "UTILITY" and tpl["id"]
+    await expect_error(
+        client.create_template(
+            WABA_ID,
+            {
+                "name": "order_update",
+                "language": "en_US",
+                "category": "UTILITY",
+                "components": [{"type": "BODY", "text": "x"}],
+            },
+        ),
+        100,
+        ErrorClass.permanent,
+    )
+    await client.create_template(
+        WABA_ID,
+        {
+            "name": "no_example",
+            "language": "en_US",
+            "category": "MARKETING",
+            "components": [{"type": "BODY", "text": "Hi {{1}}"}],
+        },
+    )
+    await asyncio.sleep(0.6)
+    assert (await client.list_templates(WABA_ID, name="no_example"))[0]["status"] == "REJECTED"
+    await expect_error(
+        client.send_message(PHONE_ID, template_send("no_example", ["A"])),
+        132001,
+        ErrorClass.permanent,
+        404,
+    )
+    for n in range(3):
+        await client.create_template(
+            WABA_ID,
+            {
+                "name": f"bulk_{n}",
+                "language": "en_US",
+                "category": "UTILITY",
+                "components": [{"type": "BODY", "text": "Plain"}],
+            },
+        )
+    names = {t["name"] for t in await client.list_templates(WABA_ID, limit=2)}
+    assert names == {"order_update", "no_example", "bulk_0", "bulk_1", "bulk_2"}
+    assert await client.delete_template(WABA_ID, "order_update") is True
+    assert await client.list_templates(WABA_ID, name="order_update") == []
+    await expect_error(client.delete_template(WABA_ID, "order_update"), 100, ErrorClass.permanent)
+    receiver.wait(
+        lambda hs: any(
+            h.json["entry"][0]["changes"][0]["field"] == "message_template_status_update"
+            for h in hs
+        )
+    )
+    events = [
+        h.json["entry"][0]["changes"][0]["value"]
+        for h in receiver.hooks
+        if h.json["entry"][0]["changes"][0]["field"] == "message_template_status_update"
+    ]
+    assert {"APPROVED", "REJECTED"} <= {e["event"] for e in events}
+
+
+async def test_media_upload(emulator: Emulator, client: CloudAPIClient) -> None:
+    media_id = await client.upload_media(PHONE_ID, b"\x89PNG fake", "image/png", "a.png")
+    assert media_id.isdigit()
+    emulator.inbound(**{"from": CUSTOMER, "text": "hi"})
+    sent = await client.send_message(
+        PHONE_ID, {"to": CUSTOMER, "type": "image", "image": {"id": media_id}}
+    )
+    assert sent.message_id.startswith("wamid.")
+
+
+async def test_phone_number(emulator: Emulator, client: CloudAPIClient) -> None:
+    node = await client.get_phone_number(PHONE_ID)
+    assert node["id"] == PHONE_ID
+    assert node["display_phone_number"] == "+1 555-078-3881"
+    assert node["verified_name"] and node["quality_rating"] == "GREEN"
+
+
+async def test_timeout_after_send_is_outcome_unknown(emulator: Emulator) -> None:
+    emulator.configure(api_latency_ms=1500)
+    emulator.inbound(**{"from": CUSTOMER, "text": "hi"})
+    slow = CloudAPIClient(access_token=TOKEN, base_url=emulator.url, read_timeout=0.3)
+    try:
+        with pytest.raises(SendOutcomeUnknown):
+            await slow.send_message(PHONE_ID, text(body="did it go?"))
+    finally:
+        await slow.close()
+    # It did go: exactly why the caller must not resend blindly.
+    assert [m["payload"]["text"]["body"] for m in emulator.sent(CUSTOMER)] == ["did it go?"]
+
+
+async def test_nothing_listening_is_provider_unavailable() -> None:
+    down = CloudAPIClient(access_token=TOKEN, base_url=f"http://127.0.0.1:{free_port()}")
+    try:
+        with pytest.raises(ProviderUnavailable):
+            await down.send_message(PHONE_ID, text())
+    finally:
+        await down.close()
