@@ -5,9 +5,10 @@ steps matters: the minute window is only *tested* first, so requests it would re
 second window; then the second window and the minute window are each *hit* atomically (a Lua script
 on Redis), so no two processes can admit the 101st request of a minute between them.
 
-A request refused by the minute window less than ``max_wait`` before its oldest entry expires is
-held until then and tried again (as nginx's limit_req delay does): a client sending steadily gets its
-whole quota in every rolling minute instead of losing slots to the timing of its retries.
+A request refused by either window less than ``max_wait`` before that window's oldest entry expires
+is held until then and tried again (as nginx's limit_req delay does): a client sending steadily gets
+its whole quota in every rolling minute and second instead of losing slots to the timing of its
+retries.
 """
 
 from __future__ import annotations
@@ -83,15 +84,20 @@ class RateLimiter:
     async def _check(self, identity: str, minute: RateLimitItem, second: RateLimitItem) -> Decision:
         s = self.strategy
         deadline = time.time() + self.max_wait
-        while not await s.test(minute, identity):
-            frees_at = (await s.get_window_stats(minute, identity)).reset_time
-            if frees_at > deadline:
+        while True:
+            if not await s.test(minute, identity):
+                blocked_by = minute
+            elif not await s.hit(second, identity):
+                blocked_by = second
+            elif not await s.hit(minute, identity):
+                # another process took the last minute slot between test and hit
                 return await self._refused(identity, minute, blocked_by=minute)
+            else:
+                break
+            frees_at = (await s.get_window_stats(blocked_by, identity)).reset_time
+            if frees_at > deadline:
+                return await self._refused(identity, minute, blocked_by=blocked_by)
             await asyncio.sleep(max(0.0, frees_at - time.time()) + 0.001)
-        if not await s.hit(second, identity):
-            return await self._refused(identity, minute, blocked_by=second)
-        if not await s.hit(minute, identity):  # another process took the last slot meanwhile
-            return await self._refused(identity, minute, blocked_by=minute)
         m = await s.get_window_stats(minute, identity)
         sec = await s.get_window_stats(second, identity)
         tighter = m if m.remaining <= sec.remaining else sec
