@@ -7,6 +7,13 @@ from aisoule.models.auth_session import AuthSession
 from aisoule.models.campaign import Campaign
 from aisoule.models.contact import Contact, ContactCount, ContactTag
 from aisoule.models.idempotency_key import IdempotencyKey
+from aisoule.models.message import (
+    ContactWhatsApp,
+    Conversation,
+    Message,
+    MessageStatusEvent,
+    WebhookEvent,
+)
 from aisoule.models.stage import Stage
 from aisoule.models.template import MessageTemplate
 from aisoule.models.user import User, WorkspaceMember
@@ -22,11 +29,16 @@ __all__ = [
     "Contact",
     "ContactCount",
     "ContactTag",
+    "ContactWhatsApp",
+    "Conversation",
     "IdempotencyKey",
+    "Message",
+    "MessageStatusEvent",
     "MessageTemplate",
     "Stage",
     "User",
     "WhatsAppAccount",
+    "WebhookEvent",
     "Workspace",
     "WorkspaceMember",
 ]

@@ -1,0 +1,135 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    Text,
+    UniqueConstraint,
+    Uuid,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from aisoule.db.base import BigIntPK, JSONType, Model, UTCDateTime
+
+
+class Message(Model):
+    """One WhatsApp message, either way. The row is the truth: written ``queued`` in the request's
+    transaction, claimed by a worker (``sending``), then moved forward by Meta's answers and status
+    webhooks (``sent`` → ``delivered`` → ``read``, or ``failed`` with Meta's error)."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        Index("ix_messages_workspace_created", "workspace_id", "created_at"),
+        Index("ix_messages_workspace_contact_created", "workspace_id", "contact_id", "created_at"),
+        Index("ix_messages_status_next_attempt", "status", "next_attempt_at"),
+        UniqueConstraint("account_id", "wamid"),
+        UniqueConstraint("workspace_id", "idempotency_key"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("workspaces.id", ondelete="CASCADE")
+    )
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("whatsapp_accounts.id", ondelete="CASCADE")
+    )
+    contact_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("contacts.id", ondelete="SET NULL"), nullable=True
+    )
+    direction: Mapped[str] = mapped_column(String(8))  # outbound | inbound
+    type: Mapped[str] = mapped_column(String(32))
+    phone: Mapped[str] = mapped_column(String(20))  # the customer's number, E.164 with +
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)  # Meta's message JSON
+    preview: Mapped[str | None] = mapped_column(Text, nullable=True)  # text for lists and inbox
+    status: Mapped[str] = mapped_column(String(16))
+    status_rank: Mapped[int] = mapped_column(SmallInteger, default=0)
+    wamid: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    template_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MessageStatusEvent(Model):
+    """A message's status history: each status once, with Meta's time for it."""
+
+    __tablename__ = "message_status_events"
+    __table_args__ = (UniqueConstraint("message_id", "status"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    message_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("messages.id", ondelete="CASCADE")
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+
+
+class Conversation(Model):
+    """A contact's thread with one business number: when the customer last wrote (the 24 h window)."""
+
+    __tablename__ = "conversations"
+    __table_args__ = (UniqueConstraint("account_id", "contact_id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("workspaces.id", ondelete="CASCADE")
+    )
+    account_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("whatsapp_accounts.id", ondelete="CASCADE")
+    )
+    contact_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("contacts.id", ondelete="CASCADE")
+    )
+    last_inbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ContactWhatsApp(Model):
+    """What WhatsApp told us about a contact: wa_id, profile name, and whether they opted out."""
+
+    __tablename__ = "contact_whatsapp"
+
+    contact_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True
+    )
+    workspace_id: Mapped[uuid.UUID] = mapped_column(Uuid, index=True)
+    wa_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    profile_name: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    opted_out_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    opt_out_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class WebhookEvent(Model):
+    """One event of a Meta webhook delivery, stored once by its key and applied by a worker.
+
+    ``key`` is what makes a redelivery a no-op: ``message:<wamid>`` for an inbound message,
+    ``status:<wamid>:<status>`` for a status, ``template:<id>:<event>:<entry time>`` for a template
+    update, a digest of the JSON for anything else.
+    """
+
+    __tablename__ = "webhook_events"
+    __table_args__ = (Index("ix_webhook_events_pending", "processed_at", "id"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))  # message | status | template | other
+    phone_number_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    waba_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(String(500), nullable=True)
