@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 from datetime import datetime
 from typing import Any
 
@@ -46,6 +47,20 @@ def serve(
     if bool(certfile) != bool(keyfile):
         raise click.ClickException("--ssl-certfile and --ssl-keyfile go together")
     proxies = settings.trusted_proxies.strip()
+    # The app reads host/port from the settings (the embedded emulator calls back here).
+    if host:
+        os.environ["AISOULE_HOST"] = host
+    if port:
+        os.environ["AISOULE_PORT"] = str(port)
+    if certfile:
+        os.environ["AISOULE_SSL_CERTFILE"] = certfile
+        os.environ["AISOULE_SSL_KEYFILE"] = keyfile or ""
+    get_settings.cache_clear()
+    if workers > 1 and get_settings().emulator_mode == "embedded":
+        raise click.ClickException(
+            "the embedded emulator keeps its state in one process: use --workers 1, or run "
+            "`aisoule emulator` apart and set AISOULE_EMULATOR=http://host:port (or off)"
+        )
     uvicorn.run(
         "aisoule.asgi:app",
         host=host or settings.host,
@@ -59,6 +74,45 @@ def serve(
         ssl_keyfile=keyfile,
         server_header=False,
     )
+
+
+@cli.command()
+def worker() -> None:
+    """Run background tasks from the broker (AISOULE_WORKER_MODE=external) and the reconciler."""
+    settings = get_settings()
+    if settings.worker_mode != "external":
+        raise click.ClickException(
+            "AISOULE_WORKER_MODE is inprocess: the server runs the tasks itself; set it to "
+            "external (with AISOULE_REDIS_URL) on the servers and the workers"
+        )
+    asyncio.run(_worker(settings))
+
+
+async def _worker(settings: Any) -> None:
+    import signal
+
+    from aisoule import runtime
+    from aisoule.db.engine import create_engine, create_sessionmaker
+    from aisoule.kit.logging import configure_logging
+    from aisoule.worker.broker import Background
+
+    configure_logging(settings.log_level, settings.log_json)
+    engine = create_engine(settings)
+    rt = runtime.build(settings, create_sessionmaker(engine))
+    runtime.install(rt)
+    background = Background(rt, executes=True)
+    await background.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    click.echo("aisoule worker: running tasks (Ctrl+C to stop)")
+    try:
+        await stop.wait()
+    finally:
+        await background.stop()
+        await rt.providers.close()
+        await engine.dispose()
 
 
 @cli.command()
@@ -205,9 +259,13 @@ def _run(fn: Any) -> Any:
     from aisoule.exceptions import AisouleError
 
     async def main() -> Any:
+        from aisoule import runtime
+
         engine = create_engine(get_settings())
+        maker = create_sessionmaker(engine)
+        runtime.install(runtime.build(get_settings(), maker))
         try:
-            async with create_sessionmaker(engine)() as session:
+            async with maker() as session:
                 result = await fn(session)
                 await session.commit()
                 return result

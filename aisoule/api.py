@@ -12,6 +12,8 @@ from aisoule.campaigns.endpoints import router as campaigns_router
 from aisoule.contacts.endpoints import router as contacts_router
 from aisoule.contacts.endpoints_v1 import router as contacts_v1_router
 from aisoule.idempotency.dependencies import idempotency_guard
+from aisoule.messages.endpoints import router as messages_router
+from aisoule.messages.endpoints_v1 import router as messages_v1_router
 from aisoule.templates.endpoints import router as templates_router
 from aisoule.workspaces.endpoints import router as workspaces_router
 
@@ -30,9 +32,14 @@ for router in (
     templates_router,
     campaigns_router,
     accounts_router,
+    messages_router,
     audit_router,
 ):
     api_router.include_router(router, dependencies=IDEMPOTENT)
 
 v1_router = APIRouter(prefix=V1_PREFIX)
 v1_router.include_router(contacts_v1_router, dependencies=IDEMPOTENT)
+v1_router.include_router(messages_v1_router, dependencies=IDEMPOTENT)
+
+# Meta's webhooks: authenticated by their signature, not by a key (see aisoule/webhooks).
+webhooks_router = APIRouter()

@@ -14,8 +14,9 @@ from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError
 from starlette.middleware.cors import CORSMiddleware
 
-from aisoule import __version__, errors, openapi
-from aisoule.api import api_router, v1_router
+from aisoule import __version__, errors, openapi, runtime
+from aisoule.accounts import service as account_service
+from aisoule.api import api_router, v1_router, webhooks_router
 from aisoule.api_keys import service as key_service
 from aisoule.api_keys import usage as key_usage
 from aisoule.config import Settings, get_settings
@@ -26,6 +27,7 @@ from aisoule.kit.logging import configure_logging
 from aisoule.kit.responses import ORJSONResponse
 from aisoule.middleware import BodyGuardMiddleware, EdgeMiddleware
 from aisoule.ratelimit.limiter import RateLimiter, Throttle, make_storage
+from aisoule.worker.broker import Background
 
 log = structlog.get_logger(__name__)
 
@@ -79,10 +81,19 @@ async def _flush_usage(app: FastAPI) -> None:
         app.state.usage.give_back(counts)
 
 
+async def _register_sandboxes(rt: runtime.Runtime) -> None:
+    """Once the server listens: the (in-memory) emulator learns the sandbox numbers again."""
+    if rt.settings.emulator_url is None:
+        return
+    await asyncio.sleep(0.5)
+    await account_service.register_sandboxes(rt)
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.log_level, settings.log_json)
     secret = settings.secret()  # refuses to start in production without a real secret
+    emulator_app: FastAPI | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -90,13 +101,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine
         app.state.sessionmaker = create_sessionmaker(engine)
         app.state.read_autocommit = engine.dialect.name == "postgresql"
+        rt = runtime.build(settings, app.state.sessionmaker)
+        runtime.install(rt)
+        app.state.runtime = rt
+        background = Background(rt, executes=settings.worker_mode == "inprocess")
+        await background.start()
         housekeeping = asyncio.create_task(_housekeeping(app, settings))
+        sandboxes = asyncio.create_task(_register_sandboxes(rt))
         try:
             yield
         finally:
-            housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await housekeeping
+            for task in (housekeeping, sandboxes):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await background.stop()
+            if emulator_app is not None:
+                await emulator_app.state.emulator.close()
+            await rt.providers.close()
+            runtime.install(None)
             tasks = list(app.state.background_tasks)
             if tasks:
                 await asyncio.wait(tasks, timeout=5)
@@ -157,6 +180,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(EdgeMiddleware, owner=app)
     app.include_router(api_router)
     app.include_router(v1_router)
+    app.include_router(webhooks_router)
+    if settings.emulator_mode == "embedded":
+        from aisoule.whatsapp.emulator import EmulatorSettings, create_emulator_app
+
+        emu_settings = EmulatorSettings()
+        if not emu_settings.webhook_url:
+            emu_settings = emu_settings.patched(
+                {"webhook_url": f"{settings.self_url}/webhooks/whatsapp"}
+            )
+        emulator_app = create_emulator_app(emu_settings)
+        app.mount("/emulator", emulator_app)
     openapi.install(app)
 
     @app.get("/healthz", tags=["Health"], summary="Liveness and database check")

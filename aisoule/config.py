@@ -89,6 +89,27 @@ class Settings(BaseSettings):
     whatsapp_connect_timeout: float = Field(default=5.0, gt=0)
     whatsapp_read_timeout: float = Field(default=30.0, gt=0)
 
+    # Public base URL of this server (for the webhook URL shown to users). Default: host and port.
+    public_url: str | None = None
+    # Meta app secret used to verify webhooks when an account has none of its own.
+    whatsapp_app_secret: SecretStr | None = None
+
+    # The bundled emulator. "embedded" serves it inside this server at /emulator (the embedded
+    # default, outside production); a URL points at a separate `aisoule emulator`; "off" disables it.
+    emulator: str = ""
+    # Every new workspace gets a sandbox account on the emulator (default: on outside production).
+    sandbox_accounts: bool | None = None
+
+    # Background work (taskiq). "inprocess": the server runs the tasks itself (embedded default);
+    # "external": tasks go to a broker (Redis Streams at task_broker_url, default redis_url) and
+    # `aisoule worker` processes run them.
+    worker_mode: str = Field(default="inprocess", pattern="^(inprocess|external)$")
+    task_broker_url: str | None = None
+    # How often the reconciler re-queues work a crash or a lost queue left behind (seconds).
+    reconcile_seconds: float = Field(default=5.0, gt=0)
+    # Sends retried on retryable Meta errors at most this many times (exponential backoff).
+    send_max_attempts: int = Field(default=5, ge=1, le=50)
+
     @field_validator("database_url")
     @classmethod
     def _normalize(cls, value: str) -> str:
@@ -103,6 +124,43 @@ class Settings(BaseSettings):
     @property
     def is_sqlite(self) -> bool:
         return self.effective_database_url.startswith("sqlite")
+
+    @property
+    def self_url(self) -> str:
+        """How this server reaches itself (the embedded emulator posts its webhooks here)."""
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::", "") else self.host  # noqa: S104
+        scheme = "https" if self.ssl_certfile else "http"
+        return f"{scheme}://{host}:{self.port}"
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or self.self_url).rstrip("/")
+
+    @property
+    def emulator_mode(self) -> str:
+        """ "embedded", "external" (a URL) or "off"."""
+        value = self.emulator.strip()
+        if not value:
+            return "off" if self.env == Environment.production else "embedded"
+        if value in ("embedded", "off"):
+            return value
+        return "external"
+
+    @property
+    def emulator_url(self) -> str | None:
+        """The emulator's Graph API base URL, or None when it is off."""
+        mode = self.emulator_mode
+        if mode == "off":
+            return None
+        if mode == "embedded":
+            return f"{self.self_url}/emulator"
+        return self.emulator.strip().rstrip("/")
+
+    @property
+    def sandbox_enabled(self) -> bool:
+        if self.sandbox_accounts is not None:
+            return self.sandbox_accounts and self.emulator_url is not None
+        return self.emulator_url is not None and self.env != Environment.production
 
     def secret(self) -> str:
         """The server secret: from the environment, or generated once under ``data_dir`` (not in production)."""

@@ -63,3 +63,10 @@ class RateLimited(AisouleError):
 class Unavailable(AisouleError):
     status_code = 503
     code = "unavailable"
+
+
+class UpstreamFailed(AisouleError):
+    """Meta (or the emulator) could not be reached or answered with an error we pass on."""
+
+    status_code = 502
+    code = "whatsapp_unreachable"

@@ -1,14 +1,29 @@
 from __future__ import annotations
 
-from pydantic import BaseModel
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_ID = r"^[0-9]{1,32}$"
 
 
 class AccountOut(BaseModel):
     id: str
+    name: str
     phone_number: str
     display_name: str
+    phone_number_id: str
+    waba_id: str
+    quality_rating: str | None
+    messaging_limit: str | None
+    throughput: int
     status: str
     provider: str
+    is_default: bool
+    has_app_secret: bool
+    has_verify_token: bool
+    webhook_url: str
+    last_error: str | None
     created_at: str
     updated_at: str
 
@@ -18,3 +33,43 @@ class AccountList(BaseModel):
     total: int
     page: int
     per_page: int
+
+
+class AccountData(BaseModel):
+    account: AccountOut
+
+
+class AccountCreate(BaseModel):
+    """Connect a WhatsApp Business phone number (Meta: WhatsApp Manager → API Setup)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(default="", max_length=200)
+    phone_number_id: str = Field(pattern=_ID, description="Meta's phone number id")
+    waba_id: str = Field(pattern=_ID, description="The WhatsApp Business Account id")
+    access_token: str = Field(min_length=1, max_length=4096, description="A system user token")
+    app_secret: str | None = Field(
+        default=None, min_length=1, max_length=256, description="Verifies Meta's webhooks"
+    )
+    verify_token: str | None = Field(
+        default=None, min_length=1, max_length=256, description="For the webhook handshake"
+    )
+    throughput: int = Field(default=80, ge=1, le=1000, description="Messages per second")
+    is_default: bool | None = None
+    provider: Literal["cloud_api", "emulator"] = "cloud_api"
+
+
+class AccountUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str | None = Field(default=None, max_length=200)
+    access_token: str | None = Field(default=None, min_length=1, max_length=4096)
+    app_secret: str | None = Field(default=None, min_length=1, max_length=256)
+    verify_token: str | None = Field(default=None, min_length=1, max_length=256)
+    throughput: int | None = Field(default=None, ge=1, le=1000)
+    is_default: Literal[True] | None = None
+
+
+class AccountDeleted(BaseModel):
+    id: str
+    deleted: bool

@@ -1,15 +1,56 @@
-"""WhatsApp accounts: listing for now; the capability arrives with its own issue."""
+"""WhatsApp accounts: connect a number (validated against Meta), keep its secrets sealed, and give
+workers what they need to talk to Meta for it. Every workspace gets a sandbox account on the
+bundled emulator when sandboxes are on (the embedded default), so sending works without Meta."""
 
 from __future__ import annotations
 
+import re
+import secrets
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
 
+import aiohttp
+import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule.accounts.repository import WhatsAppAccountRepository
-from aisoule.kit.time import iso_z
+from aisoule.accounts.schemas import AccountCreate, AccountUpdate
+from aisoule.config import Settings
+from aisoule.exceptions import Conflict, NotFound, UpstreamFailed, ValidationFailed
+from aisoule.kit.crypto import hmac_sha256_hex, seal, unseal
+from aisoule.kit.time import iso_z, utcnow
 from aisoule.models import WhatsAppAccount
+from aisoule.runtime import Runtime
+from aisoule.whatsapp.provider import (
+    ErrorClass,
+    MetaAPIError,
+    ProviderUnavailable,
+    SendOutcomeUnknown,
+    WhatsAppProvider,
+)
+
+log = structlog.get_logger(__name__)
+
+CLOUD_API = "cloud_api"
+EMULATOR = "emulator"
+SANDBOX_NAME = "Sandbox (emulator)"
+
+
+@dataclass(frozen=True, slots=True)
+class Sender:
+    """What a worker needs to act for one account."""
+
+    account_id: uuid.UUID
+    provider: WhatsAppProvider
+    phone_number_id: str
+    waba_id: str
+    access_token: str
+
+
+# -- reading ------------------------------------------------------------------------------------
 
 
 async def list_page(
@@ -20,13 +61,355 @@ async def list_page(
     return rows, await repo.count(workspace_id)
 
 
-def to_out(row: WhatsAppAccount) -> dict[str, object]:
+async def get(session: AsyncSession, workspace_id: uuid.UUID, account_id: str) -> WhatsAppAccount:
+    parsed = _uuid(account_id)
+    account = await WhatsAppAccountRepository(session).get(workspace_id, parsed) if parsed else None
+    if account is None:
+        raise NotFound("WhatsApp account not found", code="account_not_found")
+    return account
+
+
+async def get_by_id(session: AsyncSession, account_id: uuid.UUID) -> WhatsAppAccount | None:
+    return await WhatsAppAccountRepository(session).get_any(account_id)
+
+
+async def for_sending(
+    session: AsyncSession, workspace_id: uuid.UUID, account_id: str | None
+) -> WhatsAppAccount:
+    """The account a message goes out through: the one named, or the workspace's default."""
+    if account_id is not None:
+        parsed = _uuid(account_id)
+        account = (
+            await WhatsAppAccountRepository(session).get(workspace_id, parsed) if parsed else None
+        )
+        if account is None:
+            raise ValidationFailed(
+                "account_id: no such WhatsApp account in this workspace", field="account_id"
+            )
+    else:
+        account = await WhatsAppAccountRepository(session).default(workspace_id)
+        if account is None:
+            raise ValidationFailed(
+                "account_id: this workspace has no WhatsApp account; connect one with "
+                "POST /api/accounts",
+                field="account_id",
+                code="no_account",
+            )
+    if account.status == "token_invalid":
+        raise ValidationFailed(
+            "account_id: Meta rejected this account's access token (code 190); update it with "
+            f"PUT /api/accounts/{account.id}",
+            field="account_id",
+            code="account_token_invalid",
+        )
+    return account
+
+
+async def accounts_for_webhook(
+    session: AsyncSession, *, phone_number_id: str | None, waba_id: str | None
+) -> Sequence[WhatsAppAccount]:
+    repo = WhatsAppAccountRepository(session)
+    if phone_number_id:
+        found = await repo.all_by_phone_number_id(phone_number_id)
+        if found:
+            return found
+    if waba_id:
+        return await repo.all_by_waba_id(waba_id)
+    return []
+
+
+async def by_verify_token(session: AsyncSession, rt: Runtime, token: str) -> WhatsAppAccount | None:
+    return await WhatsAppAccountRepository(session).by_verify_token_hash(
+        hmac_sha256_hex(rt.lookup_key, token)
+    )
+
+
+def app_secret(rt: Runtime, account: WhatsAppAccount) -> str | None:
+    if account.app_secret_sealed is None:
+        return None
+    return unseal(rt.sealing_key, account.app_secret_sealed).decode()
+
+
+def access_token(rt: Runtime, account: WhatsAppAccount) -> str:
+    if account.access_token_sealed is None:
+        return ""
+    return unseal(rt.sealing_key, account.access_token_sealed).decode()
+
+
+def to_out(settings: Settings, row: WhatsAppAccount) -> dict[str, Any]:
     return {
         "id": str(row.id),
+        "name": row.name,
         "phone_number": row.phone_number,
         "display_name": row.display_name,
+        "phone_number_id": row.phone_number_id,
+        "waba_id": row.waba_id,
+        "quality_rating": row.quality_rating,
+        "messaging_limit": row.messaging_limit,
+        "throughput": row.throughput,
         "status": row.status,
         "provider": row.provider,
+        "is_default": row.is_default,
+        "has_app_secret": row.app_secret_sealed is not None,
+        "has_verify_token": row.verify_token_hash is not None,
+        "webhook_url": f"{settings.base_url}/webhooks/whatsapp",
+        "last_error": row.last_error,
         "created_at": iso_z(row.created_at),
         "updated_at": iso_z(row.updated_at),
     }
+
+
+# -- talking to Meta ----------------------------------------------------------------------------
+
+
+def base_url(rt: Runtime, account: WhatsAppAccount) -> str:
+    if account.provider == EMULATOR:
+        url = rt.settings.emulator_url
+        if url is None:
+            raise ValidationFailed(
+                "account_id: this is a sandbox account and the emulator is off (AISOULE_EMULATOR)",
+                field="account_id",
+            )
+        return url
+    return rt.settings.whatsapp_graph_url
+
+
+_registered: set[tuple[str, str]] = set()
+
+
+async def _ensure_on_emulator(rt: Runtime, account: WhatsAppAccount) -> None:
+    """The emulator keeps its numbers in memory: (re)register a sandbox number before using it."""
+    url = base_url(rt, account)
+    if (url, account.phone_number_id) in _registered:
+        return
+    body = {
+        "phone_number_id": account.phone_number_id,
+        "waba_id": account.waba_id,
+        "display_phone_number": account.phone_number.lstrip("+"),
+        "verified_name": account.display_name,
+    }
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
+            http.post(f"{url}/_emulator/numbers", json=body) as resp,
+        ):
+            if resp.status >= 300:
+                raise UpstreamFailed(f"the emulator refused the sandbox number: HTTP {resp.status}")
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise ProviderUnavailable(f"the emulator at {url} is unreachable: {exc!r}") from exc
+    _registered.add((url, account.phone_number_id))
+
+
+async def sender(rt: Runtime, account: WhatsAppAccount) -> Sender:
+    if account.provider == EMULATOR:
+        await _ensure_on_emulator(rt, account)
+    return Sender(
+        account_id=account.id,
+        provider=rt.providers.client(base_url(rt, account)),
+        phone_number_id=account.phone_number_id,
+        waba_id=account.waba_id,
+        access_token=access_token(rt, account),
+    )
+
+
+async def register_sandboxes(rt: Runtime) -> None:
+    """At start (embedded emulator): register every sandbox number, so webhooks and sends work."""
+    async with rt.sessionmaker() as session:
+        rows = await WhatsAppAccountRepository(session).by_provider(EMULATOR)
+    for account in rows:
+        try:
+            await _ensure_on_emulator(rt, account)
+        except Exception as exc:
+            log.warning("sandbox_register_failed", account_id=str(account.id), error=repr(exc))
+
+
+async def _read_phone_number(
+    rt: Runtime, provider: str, phone_number_id: str, token: str
+) -> dict[str, Any]:
+    url = rt.settings.emulator_url if provider == EMULATOR else rt.settings.whatsapp_graph_url
+    if url is None:
+        raise ValidationFailed("provider: the emulator is off on this server", field="provider")
+    client = rt.providers.client(url)
+    try:
+        return await client.get_phone_number(phone_number_id, access_token=token)
+    except MetaAPIError as exc:
+        if exc.code == 190 or exc.classification is ErrorClass.account:
+            raise ValidationFailed(
+                f"access_token: Meta rejected it ({exc.code}: {exc.message})",
+                field="access_token",
+                code="meta_rejected",
+            ) from exc
+        if exc.code == 100:
+            raise ValidationFailed(
+                f"phone_number_id: Meta does not know it or the token cannot read it "
+                f"({exc.code}: {exc.message})",
+                field="phone_number_id",
+                code="meta_rejected",
+            ) from exc
+        raise UpstreamFailed(f"Meta answered an error: ({exc.code}) {exc.message}") from exc
+    except (ProviderUnavailable, SendOutcomeUnknown) as exc:
+        raise UpstreamFailed(f"could not reach the Graph API at {url}: {exc}") from exc
+
+
+def _apply_phone_number(account: WhatsAppAccount, node: dict[str, Any]) -> None:
+    display = str(node.get("display_phone_number") or "")
+    digits = re.sub(r"\D", "", display)
+    account.phone_number = f"+{digits}" if digits else account.phone_number
+    account.display_name = str(node.get("verified_name") or account.display_name or "")
+    account.quality_rating = node.get("quality_rating") or account.quality_rating
+    account.messaging_limit = node.get("messaging_limit_tier") or account.messaging_limit
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+async def connect(
+    session: AsyncSession, rt: Runtime, workspace_id: uuid.UUID, data: AccountCreate
+) -> WhatsAppAccount:
+    repo = WhatsAppAccountRepository(session)
+    if await repo.by_phone_number_id(workspace_id, data.phone_number_id) is not None:
+        raise Conflict(
+            "phone_number_id: this number is already connected to the workspace",
+            field="phone_number_id",
+        )
+    if data.provider == EMULATOR:
+        # An emulator number must exist there before it can be read.
+        probe = WhatsAppAccount(
+            phone_number_id=data.phone_number_id,
+            waba_id=data.waba_id,
+            phone_number="+1555" + data.phone_number_id[-7:].rjust(7, "0"),
+            display_name=data.name or "aisoule sandbox",
+            provider=EMULATOR,
+        )
+        try:
+            await _ensure_on_emulator(rt, probe)
+        except ProviderUnavailable as exc:
+            raise UpstreamFailed(str(exc)) from exc
+    node = await _read_phone_number(rt, data.provider, data.phone_number_id, data.access_token)
+    now = utcnow()
+    first = await repo.default(workspace_id) is None
+    account = WhatsAppAccount(
+        id=uuid.uuid4(),
+        workspace_id=workspace_id,
+        name=data.name,
+        phone_number="",
+        display_name="",
+        status="connected",
+        provider=data.provider,
+        phone_number_id=data.phone_number_id,
+        waba_id=data.waba_id,
+        access_token_sealed=seal(rt.sealing_key, data.access_token.encode()),
+        app_secret_sealed=seal(rt.sealing_key, data.app_secret.encode())
+        if data.app_secret
+        else None,
+        verify_token_hash=hmac_sha256_hex(rt.lookup_key, data.verify_token)
+        if data.verify_token
+        else None,
+        throughput=data.throughput,
+        is_default=bool(data.is_default) or first,
+        created_at=now,
+        updated_at=now,
+    )
+    _apply_phone_number(account, node)
+    try:
+        await repo.add(account)
+    except IntegrityError as exc:
+        raise Conflict(
+            "phone_number_id: this number is already connected to the workspace",
+            field="phone_number_id",
+        ) from exc
+    if account.is_default:
+        await repo.clear_default(workspace_id, account.id)
+    return account
+
+
+async def update(
+    session: AsyncSession,
+    rt: Runtime,
+    workspace_id: uuid.UUID,
+    account_id: str,
+    data: AccountUpdate,
+) -> WhatsAppAccount:
+    account = await get(session, workspace_id, account_id)
+    changes = data.model_dump(exclude_unset=True)
+    if changes.get("access_token") is not None:
+        token = changes["access_token"]
+        node = await _read_phone_number(rt, account.provider, account.phone_number_id, token)
+        _apply_phone_number(account, node)
+        account.access_token_sealed = seal(rt.sealing_key, token.encode())
+        account.status, account.last_error = "connected", None
+    if changes.get("app_secret") is not None:
+        account.app_secret_sealed = seal(rt.sealing_key, changes["app_secret"].encode())
+    if changes.get("verify_token") is not None:
+        account.verify_token_hash = hmac_sha256_hex(rt.lookup_key, changes["verify_token"])
+    if changes.get("name") is not None:
+        account.name = changes["name"]
+    if changes.get("throughput") is not None:
+        account.throughput = changes["throughput"]
+    if changes.get("is_default"):
+        account.is_default = True
+        await WhatsAppAccountRepository(session).clear_default(workspace_id, account.id)
+    account.updated_at = utcnow()
+    await session.flush()
+    return account
+
+
+async def delete(session: AsyncSession, workspace_id: uuid.UUID, account_id: str) -> uuid.UUID:
+    account = await get(session, workspace_id, account_id)
+    repo = WhatsAppAccountRepository(session)
+    was_default = account.is_default
+    await repo.delete(account)
+    if was_default:
+        nxt = await repo.default(workspace_id)
+        if nxt is not None:
+            nxt.is_default = True
+            await session.flush()
+    return account.id
+
+
+async def mark_token_invalid(session: AsyncSession, account_id: uuid.UUID, reason: str) -> None:
+    account = await WhatsAppAccountRepository(session).get_any(account_id)
+    if account is not None:
+        account.status, account.last_error = "token_invalid", reason[:500]
+        account.updated_at = utcnow()
+        await session.flush()
+
+
+async def create_sandbox(
+    session: AsyncSession, rt: Runtime, workspace_id: uuid.UUID
+) -> WhatsAppAccount | None:
+    """A new workspace's own number on the emulator (ids chosen here, registered on first use)."""
+    if not rt.settings.sandbox_enabled or rt.sandbox_token is None:
+        return None
+    phone_number_id = "1" + "".join(secrets.choice("0123456789") for _ in range(14))
+    waba_id = "2" + "".join(secrets.choice("0123456789") for _ in range(14))
+    now = utcnow()
+    account = WhatsAppAccount(
+        id=uuid.uuid4(),
+        workspace_id=workspace_id,
+        name=SANDBOX_NAME,
+        phone_number="+1555" + phone_number_id[-7:],
+        display_name="aisoule sandbox",
+        status="connected",
+        provider=EMULATOR,
+        phone_number_id=phone_number_id,
+        waba_id=waba_id,
+        access_token_sealed=seal(rt.sealing_key, rt.sandbox_token.encode()),
+        app_secret_sealed=seal(rt.sealing_key, rt.sandbox_app_secret.encode())
+        if rt.sandbox_app_secret
+        else None,
+        quality_rating="GREEN",
+        messaging_limit="TIER_1K",
+        throughput=80,
+        is_default=True,
+        created_at=now,
+        updated_at=now,
+    )
+    return await WhatsAppAccountRepository(session).add(account)
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return None

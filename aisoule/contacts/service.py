@@ -237,3 +237,37 @@ async def delete_by_uuid(session: AsyncSession, workspace_id: uuid.UUID, contact
 async def delete_by_id(session: AsyncSession, workspace_id: uuid.UUID, contact_id: int) -> Row:
     existing = await ContactRepository(session).get_by_id(workspace_id, contact_id, for_update=True)
     return await _delete(session, workspace_id, existing)
+
+
+# -- for messaging ------------------------------------------------------------------------------
+
+
+async def find_by_phone(session: AsyncSession, workspace_id: uuid.UUID, phone: str) -> Row | None:
+    """The contact with this E.164 phone, if any."""
+    return await ContactRepository(session).get_by_phone(workspace_id, phone)
+
+
+async def ensure_by_phone(
+    session: AsyncSession, workspace_id: uuid.UUID, phone: str, profile_name: str | None = None
+) -> tuple[Row, bool]:
+    """The contact with this phone, created (named after the WhatsApp profile) when missing."""
+    existing = await ContactRepository(session).get_by_phone(workspace_id, phone)
+    if existing is not None:
+        return existing, False
+    fields: dict[str, Any] = {"phone": phone}
+    if profile_name:
+        first, last = split_name(profile_name[:400])
+        fields |= {"first_name": first, "last_name": last}
+    return await upsert_v1(session, workspace_id, ContactUpsertV1.model_validate(fields))
+
+
+async def find_for_message(
+    session: AsyncSession, workspace_id: uuid.UUID, reference: str
+) -> Row | None:
+    """A contact named by an /api uuid or a /v1 ``cnt_`` id (None when neither matches)."""
+    if reference.startswith("cnt_") and reference[4:].isdigit() and len(reference) <= 22:
+        return await ContactRepository(session).get_by_id(workspace_id, int(reference[4:]))
+    parsed = _parse_uuid(reference)
+    if parsed is None:
+        return None
+    return await ContactRepository(session).get_by_uuid(workspace_id, parsed)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import orjson
@@ -72,3 +74,13 @@ async def ping(engine: AsyncEngine) -> None:
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     return async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+
+
+@asynccontextmanager
+async def writing(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[AsyncSession]:
+    """A session for background work that writes: on SQLite it takes the write lock up front
+    (BEGIN IMMEDIATE), so a read-then-write transaction waits instead of failing with SQLITE_BUSY.
+    The caller commits."""
+    async with maker() as session:
+        await session.connection(execution_options={WRITE_OPTION: True})
+        yield session

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aisoule import queue
 from aisoule.db.engine import WRITE_OPTION
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -28,10 +29,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
         try:
             yield session
         except BaseException:
+            queue.discard_pending(session)
             await session.rollback()
             raise
         else:
             await session.commit()
+            await queue.flush_after_commit(session)  # tasks only ever see committed rows
 
 
 DBSession = Annotated[AsyncSession, Depends(get_session, scope="function")]

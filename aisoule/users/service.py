@@ -7,6 +7,8 @@ import uuid
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aisoule import runtime
+from aisoule.accounts import service as accounts_service
 from aisoule.exceptions import Conflict, ValidationFailed
 from aisoule.kit.passwords import hash_password, verify_password
 from aisoule.kit.time import iso_z, utcnow
@@ -45,6 +47,9 @@ async def create_user_with_workspace(
     if await repo.get_by_email(email) is not None:
         raise Conflict("email: an account with this email already exists", field="email")
     workspace = await workspace_service.create_workspace(session, workspace_name)
+    rt = runtime.maybe_current()
+    if rt is not None:
+        await accounts_service.create_sandbox(session, rt, workspace.id)
     now = utcnow()
     user = User(
         id=uuid.uuid4(),

@@ -1,0 +1,245 @@
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aisoule.messages import status as st
+from aisoule.models import (
+    ContactWhatsApp,
+    Conversation,
+    Message,
+    MessageStatusEvent,
+    MessageTemplate,
+)
+
+
+def _insert(session: AsyncSession, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+class MessageRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    # -- messages ------------------------------------------------------------------------------
+
+    async def add(self, message: Message) -> Message:
+        self.session.add(message)
+        await self.session.flush()
+        return message
+
+    async def get(self, workspace_id: uuid.UUID, message_id: uuid.UUID) -> Message | None:
+        result = await self.session.execute(
+            select(Message).where(Message.workspace_id == workspace_id, Message.id == message_id)
+        )
+        return result.scalar_one_or_none()
+
+    async def get_any(self, message_id: uuid.UUID) -> Message | None:
+        return await self.session.get(Message, message_id)
+
+    async def by_idempotency_key(self, workspace_id: uuid.UUID, key: str) -> Message | None:
+        result = await self.session.execute(
+            select(Message).where(
+                Message.workspace_id == workspace_id, Message.idempotency_key == key
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def by_wamid(self, account_ids: Sequence[uuid.UUID], wamid: str) -> Message | None:
+        if not account_ids:
+            return None
+        result = await self.session.execute(
+            select(Message)
+            .where(Message.account_id.in_(account_ids), Message.wamid == wamid)
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    def _filtered(
+        self,
+        workspace_id: uuid.UUID,
+        contact_id: int | None,
+        status: str | None,
+        direction: str | None,
+    ) -> Any:
+        conds = [Message.workspace_id == workspace_id]
+        if contact_id is not None:
+            conds.append(Message.contact_id == contact_id)
+        if status is not None:
+            conds.append(Message.status == status)
+        if direction is not None:
+            conds.append(Message.direction == direction)
+        return and_(*conds)
+
+    async def list_page(
+        self,
+        workspace_id: uuid.UUID,
+        *,
+        limit: int,
+        offset: int,
+        contact_id: int | None = None,
+        status: str | None = None,
+        direction: str | None = None,
+    ) -> tuple[Sequence[Message], int]:
+        where = self._filtered(workspace_id, contact_id, status, direction)
+        rows = await self.session.execute(
+            select(Message)
+            .where(where)
+            .order_by(Message.created_at.desc(), Message.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        total = await self.session.execute(select(func.count()).select_from(Message).where(where))
+        return rows.scalars().all(), int(total.scalar_one())
+
+    async def claim(self, message_id: uuid.UUID, now: datetime) -> bool:
+        """Queued → sending, once: two workers given the same id cannot both send it."""
+        result = await self.session.execute(
+            update(Message)
+            .where(
+                Message.id == message_id,
+                Message.status == st.QUEUED,
+                or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
+            )
+            .values(
+                status=st.SENDING,
+                status_rank=st.RANK[st.SENDING],
+                attempts=Message.attempts + 1,
+                updated_at=now,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def due(self, now: datetime, quiet_since: datetime, limit: int) -> Sequence[uuid.UUID]:
+        """Queued messages a lost task left behind, or whose retry time has come."""
+        result = await self.session.execute(
+            select(Message.id)
+            .where(
+                Message.status == st.QUEUED,
+                or_(
+                    Message.next_attempt_at <= now,
+                    and_(Message.next_attempt_at.is_(None), Message.updated_at < quiet_since),
+                ),
+            )
+            .order_by(Message.created_at)
+            .limit(limit)
+        )
+        return list(result.scalars().all())
+
+    async def stale_sending(self, before: datetime, now: datetime) -> int:
+        """A worker died mid-send: the outcome is unknown (never resend blindly)."""
+        result = await self.session.execute(
+            update(Message)
+            .where(Message.status == st.SENDING, Message.updated_at < before)
+            .values(status=st.UNKNOWN, status_rank=st.RANK[st.UNKNOWN], updated_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return int(getattr(result, "rowcount", 0) or 0)
+
+    # -- status history ------------------------------------------------------------------------
+
+    async def add_status_event(
+        self,
+        message_id: uuid.UUID,
+        status: str,
+        at: datetime,
+        error: dict[str, Any] | None = None,
+    ) -> None:
+        stmt = (
+            _insert(self.session, MessageStatusEvent)
+            .values(message_id=message_id, status=status, at=at, error=error)
+            .on_conflict_do_nothing(index_elements=["message_id", "status"])
+        )
+        await self.session.execute(stmt)
+
+    async def status_events(self, message_id: uuid.UUID) -> Sequence[MessageStatusEvent]:
+        result = await self.session.execute(
+            select(MessageStatusEvent)
+            .where(MessageStatusEvent.message_id == message_id)
+            .order_by(MessageStatusEvent.at, MessageStatusEvent.id)
+        )
+        return result.scalars().all()
+
+    # -- conversations and opt-outs ------------------------------------------------------------
+
+    async def last_inbound_at(self, account_id: uuid.UUID, contact_id: int) -> datetime | None:
+        result = await self.session.execute(
+            select(Conversation.last_inbound_at).where(
+                Conversation.account_id == account_id, Conversation.contact_id == contact_id
+            )
+        )
+        return result.scalar_one_or_none()
+
+    async def touch_conversation(
+        self,
+        workspace_id: uuid.UUID,
+        account_id: uuid.UUID,
+        contact_id: int,
+        at: datetime,
+        inbound: bool,
+    ) -> None:
+        values: dict[str, Any] = {
+            "workspace_id": workspace_id,
+            "account_id": account_id,
+            "contact_id": contact_id,
+            "last_message_at": at,
+        }
+        if inbound:
+            values["last_inbound_at"] = at
+        stmt = _insert(self.session, Conversation).values(**values)
+        excluded = stmt.excluded
+        sets: dict[str, Any] = {
+            "last_message_at": func.coalesce(
+                func.max(Conversation.last_message_at, excluded.last_message_at)
+                if self.session.get_bind().dialect.name == "sqlite"
+                else func.greatest(Conversation.last_message_at, excluded.last_message_at),
+                excluded.last_message_at,
+            )
+        }
+        if inbound:
+            sets["last_inbound_at"] = func.coalesce(
+                func.max(Conversation.last_inbound_at, excluded.last_inbound_at)
+                if self.session.get_bind().dialect.name == "sqlite"
+                else func.greatest(Conversation.last_inbound_at, excluded.last_inbound_at),
+                excluded.last_inbound_at,
+            )
+        await self.session.execute(
+            stmt.on_conflict_do_update(index_elements=["account_id", "contact_id"], set_=sets)
+        )
+
+    async def contact_whatsapp(self, contact_id: int) -> ContactWhatsApp | None:
+        return await self.session.get(ContactWhatsApp, contact_id)
+
+    async def upsert_contact_whatsapp(
+        self, workspace_id: uuid.UUID, contact_id: int, now: datetime, **values: Any
+    ) -> None:
+        stmt = _insert(self.session, ContactWhatsApp).values(
+            contact_id=contact_id, workspace_id=workspace_id, updated_at=now, **values
+        )
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["contact_id"], set_={"updated_at": now, **values}
+            )
+        )
+
+    # -- templates (read for the pre-send checks) ----------------------------------------------
+
+    async def templates_named(
+        self, workspace_id: uuid.UUID, account_id: uuid.UUID, name: str
+    ) -> Sequence[MessageTemplate]:
+        result = await self.session.execute(
+            select(MessageTemplate).where(
+                MessageTemplate.workspace_id == workspace_id,
+                or_(MessageTemplate.account_id == account_id, MessageTemplate.account_id.is_(None)),
+                MessageTemplate.name == name,
+            )
+        )
+        return result.scalars().all()

@@ -1,0 +1,153 @@
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+MessageType = Literal["text", "template", "image", "document", "audio", "video", "interactive"]
+MEDIA_TYPES = ("image", "document", "audio", "video")
+
+
+class TextPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    body: str = Field(min_length=1, max_length=4096)
+    preview_url: bool = False
+
+
+class TemplatePayload(BaseModel):
+    """A template send. ``components`` is Meta's format; ``parameters`` is a shorthand for the
+    body: a list for positional ({{1}}, {{2}}) or an object for named ({{first_name}})."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1, max_length=512)
+    language: str = Field(default="en_US", min_length=2, max_length=15)
+    components: list[dict[str, Any]] | None = None
+    parameters: list[str] | dict[str, str] | None = None
+
+    @field_validator("language", mode="before")
+    @classmethod
+    def _code(cls, value: Any) -> Any:
+        return value.get("code") if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _one(self) -> TemplatePayload:
+        if self.components is not None and self.parameters is not None:
+            raise ValueError("give components or parameters, not both")
+        return self
+
+
+class MediaPayload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    link: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
+    id: str | None = Field(default=None, max_length=128)
+    caption: str | None = Field(default=None, max_length=1024)
+    filename: str | None = Field(default=None, max_length=240)
+    mime_type: str | None = Field(default=None, max_length=100)
+
+    @model_validator(mode="after")
+    def _one(self) -> MediaPayload:
+        if (self.link is None) == (self.id is None):
+            raise ValueError("give exactly one of link and id")
+        return self
+
+
+class MessageSend(BaseModel):
+    """POST /api/messages/send and POST /v1/messages."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"to": "+919876543210", "type": "text", "text": {"body": "Hello from aisoule"}},
+                {
+                    "to": "+919876543210",
+                    "type": "template",
+                    "template": {
+                        "name": "order_update",
+                        "language": "en_US",
+                        "parameters": ["Priya", "#1042"],
+                    },
+                },
+            ]
+        },
+    )
+
+    to: str = Field(
+        min_length=1,
+        max_length=64,
+        description="A phone number with country code, or a contact id (uuid or cnt_…)",
+    )
+    account_id: str | None = Field(default=None, description="Default: the workspace's default")
+    type: MessageType = "text"
+    text: TextPayload | str | None = None
+    template: TemplatePayload | None = None
+    image: MediaPayload | None = None
+    document: MediaPayload | None = None
+    audio: MediaPayload | None = None
+    video: MediaPayload | None = None
+    interactive: dict[str, Any] | None = None
+
+    @model_validator(mode="after")
+    def _payload_matches_type(self) -> MessageSend:
+        present = [
+            k
+            for k in ("text", "template", *MEDIA_TYPES, "interactive")
+            if getattr(self, k) is not None
+        ]
+        if self.type not in present:
+            raise ValueError(f"{self.type}: a {self.type} message needs a '{self.type}' object")
+        extra = [k for k in present if k != self.type]
+        if extra:
+            raise ValueError(f"{extra[0]}: not allowed in a {self.type} message")
+        return self
+
+
+class ErrorOut(BaseModel):
+    code: int | str | None
+    title: str | None
+    details: str | None
+    retryable: bool
+
+
+class StatusOut(BaseModel):
+    status: str
+    at: str
+    error: ErrorOut | None = None
+
+
+class MessageOut(BaseModel):
+    id: str
+    account_id: str
+    contact_id: str | None
+    direction: str
+    type: str
+    to: str | None
+    from_: str | None = Field(default=None, alias="from")
+    status: str
+    wamid: str | None
+    content: dict[str, Any]
+    preview: str | None
+    error: ErrorOut | None
+    statuses: list[StatusOut] | None = None
+    created_at: str
+    updated_at: str
+
+
+class Queued(BaseModel):
+    id: str
+    status: Literal["queued"]
+
+
+class QueuedData(BaseModel):
+    message: Queued
+
+
+class MessageData(BaseModel):
+    message: MessageOut
+
+
+class MessageList(BaseModel):
+    messages: list[MessageOut]
+    total: int
+    page: int
+    per_page: int

@@ -1,0 +1,594 @@
+"""Messages: refuse what Meta would refuse, queue the rest, send from a worker, and move each
+message forward from Meta's answers and status webhooks (never backwards)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+import structlog
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aisoule import queue
+from aisoule.accounts import service as accounts
+from aisoule.contacts import service as contacts
+from aisoule.db.engine import writing
+from aisoule.exceptions import Conflict, NotFound, ValidationFailed
+from aisoule.kit.phone import InvalidPhone, digits_only, normalize_phone
+from aisoule.kit.time import iso_z, utcnow
+from aisoule.messages import status as st
+from aisoule.messages.repository import MessageRepository
+from aisoule.messages.schemas import MEDIA_TYPES, MessageSend, TemplatePayload
+from aisoule.models import Message, MessageTemplate, WhatsAppAccount
+from aisoule.runtime import Runtime
+from aisoule.whatsapp import media, template_params
+from aisoule.whatsapp.provider import (
+    ErrorClass,
+    MetaAPIError,
+    ProviderUnavailable,
+    SendOutcomeUnknown,
+)
+
+log = structlog.get_logger(__name__)
+
+WINDOW = timedelta(hours=24)
+MESSAGE_NOT_FOUND = "Message not found"
+
+
+# -- sending: checks and queueing ---------------------------------------------------------------
+
+
+async def send(
+    session: AsyncSession,
+    rt: Runtime,
+    workspace_id: uuid.UUID,
+    data: MessageSend,
+    idempotency_key: str | None = None,
+) -> tuple[Message, bool]:
+    """Check, write the message ``queued`` and enqueue it after commit: (message, created)."""
+    repo = MessageRepository(session)
+    if idempotency_key:
+        earlier = await repo.by_idempotency_key(workspace_id, idempotency_key)
+        if earlier is not None:
+            return earlier, False
+    account = await accounts.for_sending(session, workspace_id, data.account_id)
+    contact = await _recipient(session, workspace_id, data.to)
+    cw = await repo.contact_whatsapp(contact["id"])
+    if cw is not None and cw.opted_out_at is not None:
+        raise ValidationFailed(
+            f"to: this contact opted out of WhatsApp messages on {iso_z(cw.opted_out_at)} "
+            f"({cw.opt_out_reason or 'opt-out'}); they must write to you again to opt back in",
+            field="to",
+            code="contact_opted_out",
+        )
+    template: MessageTemplate | None = None
+    if data.type == "template":
+        assert data.template is not None
+        template = await _check_template(session, workspace_id, account, data.template)
+    else:
+        last = await repo.last_inbound_at(account.id, contact["id"])
+        if last is None or utcnow() - last > WINDOW:
+            since = f"last wrote {iso_z(last)}" if last else "has never written to this number"
+            raise ValidationFailed(
+                f"type: a free-form {data.type} message can only be sent within 24 hours of the "
+                f"customer's last message (this customer {since}); send an approved template "
+                "instead (type: template), as Meta would refuse it with error 131047",
+                field="type",
+                code="outside_24h_window",
+            )
+    if data.type in MEDIA_TYPES:
+        await _check_media(data)
+    payload, preview = _payload(data, contact["phone"], template)
+    now = utcnow()
+    message = Message(
+        id=uuid.uuid4(),
+        workspace_id=workspace_id,
+        account_id=account.id,
+        contact_id=contact["id"],
+        direction="outbound",
+        type=data.type,
+        phone=contact["phone"],
+        payload=payload,
+        preview=preview,
+        status=st.QUEUED,
+        status_rank=st.RANK[st.QUEUED],
+        idempotency_key=idempotency_key,
+        template_id=template.id if template else None,
+        attempts=0,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            await repo.add(message)
+    except IntegrityError as exc:
+        raise Conflict(
+            "Idempotency-Key: a message with this key is being created; retry",
+            code="idempotency_conflict",
+        ) from exc
+    await repo.add_status_event(message.id, st.QUEUED, now)
+    await repo.touch_conversation(workspace_id, account.id, contact["id"], now, inbound=False)
+    queue.after_commit(session, queue.SEND_MESSAGE, str(message.id))
+    return message, True
+
+
+async def _recipient(session: AsyncSession, workspace_id: uuid.UUID, to: str) -> Any:
+    if to.startswith("cnt_") or _is_uuid(to):
+        row = await contacts.find_for_message(session, workspace_id, to)
+        if row is None:
+            raise ValidationFailed("to: no such contact in this workspace", field="to")
+        return row
+    try:
+        phone = normalize_phone(to)
+    except InvalidPhone as exc:
+        raise ValidationFailed(
+            f"to: {exc} (give a phone number with country code or a contact id)", field="to"
+        ) from None
+    row, _ = await contacts.ensure_by_phone(session, workspace_id, phone)
+    return row
+
+
+async def _check_template(
+    session: AsyncSession, workspace_id: uuid.UUID, account: WhatsAppAccount, t: TemplatePayload
+) -> MessageTemplate:
+    found = await MessageRepository(session).templates_named(workspace_id, account.id, t.name)
+    if not found:
+        raise ValidationFailed(
+            f"template.name: no template named '{t.name}' on this account; create it with "
+            "POST /api/templates or pull Meta's with POST /api/templates/sync",
+            field="template.name",
+            code="template_not_found",
+        )
+    match = next((x for x in found if x.language == t.language), None)
+    if match is None:
+        langs = ", ".join(sorted(x.language for x in found))
+        raise ValidationFailed(
+            f"template.language: '{t.name}' exists in {langs}, not in {t.language}",
+            field="template.language",
+            code="template_language",
+        )
+    if match.status != "APPROVED":
+        why = f" ({match.rejected_reason})" if match.rejected_reason else ""
+        raise ValidationFailed(
+            f"template.name: '{t.name}' ({t.language}) is {match.status}{why}; only APPROVED "
+            "templates can be sent",
+            field="template.name",
+            code="template_not_approved",
+        )
+    problems = template_params.mismatches(
+        match.components, _send_components(t, match), match.parameter_format
+    )
+    if problems:
+        raise ValidationFailed(
+            f"template.parameters: {'; '.join(problems)} (Meta would answer error 132000)",
+            field="template.parameters",
+            code="template_parameters",
+        )
+    return match
+
+
+def _send_components(t: TemplatePayload, tpl: MessageTemplate) -> list[dict[str, Any]]:
+    if t.components is not None:
+        return t.components
+    if t.parameters is None:
+        return []
+    if isinstance(t.parameters, dict):
+        params = [{"type": "text", "parameter_name": k, "text": v} for k, v in t.parameters.items()]
+    else:
+        params = [{"type": "text", "text": v} for v in t.parameters]
+    return [{"type": "body", "parameters": params}] if params else []
+
+
+async def _check_media(data: MessageSend) -> None:
+    obj = getattr(data, data.type)
+    field = f"{data.type}.link"
+    mime = obj.mime_type
+    size: int | None = None
+    if obj.link is not None:
+        mime = mime or media.guess_type(obj.link)
+        head = await _head(obj.link)
+        if head is not None:
+            mime = mime or head[0]
+            size = head[1]
+    why = media.problem(data.type, mime, size)
+    if why:
+        raise ValidationFailed(f"{field}: {why}", field=field, code="unsupported_media")
+
+
+async def _head(link: str) -> tuple[str | None, int | None] | None:
+    """Content type and size of a media link, when its server answers HEAD quickly."""
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http,
+            http.head(link, allow_redirects=True) as resp,
+        ):
+            if resp.status >= 400:
+                return None
+            length = resp.headers.get("Content-Length")
+            return resp.headers.get("Content-Type"), int(length) if length else None
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+
+
+def _payload(
+    data: MessageSend, phone: str, template: MessageTemplate | None
+) -> tuple[dict[str, Any], str | None]:
+    """Meta's message JSON, and a short text for lists."""
+    body: dict[str, Any] = {
+        "messaging_product": "whatsapp",
+        "recipient_type": "individual",
+        "to": digits_only(phone),
+        "type": data.type,
+    }
+    preview: str | None = None
+    if data.type == "text":
+        text = data.text
+        assert text is not None
+        obj: dict[str, Any] = (
+            {"body": text, "preview_url": False} if isinstance(text, str) else text.model_dump()
+        )
+        body["text"] = obj
+        preview = str(obj["body"])
+    elif data.type == "template":
+        assert data.template is not None and template is not None
+        t = data.template
+        tpl: dict[str, Any] = {"name": t.name, "language": {"code": t.language}}
+        components = _send_components(t, template)
+        if components:
+            tpl["components"] = components
+        body["template"] = tpl
+        preview = _template_text(template, components)
+    elif data.type in MEDIA_TYPES:
+        obj = getattr(data, data.type).model_dump(exclude_none=True)
+        obj.pop("mime_type", None)
+        body[data.type] = obj
+        preview = obj.get("caption") or f"[{data.type}]"
+    else:
+        body["interactive"] = data.interactive
+        inner = data.interactive or {}
+        preview = str((inner.get("body") or {}).get("text") or "[interactive]")
+    return body, preview
+
+
+def _template_text(template: MessageTemplate, components: list[dict[str, Any]]) -> str | None:
+    text = next(
+        (c.get("text") for c in template.components if str(c.get("type", "")).upper() == "BODY"),
+        None,
+    )
+    if not text:
+        return f"[template {template.name}]"
+    params = template_params.given(components).get("body", [])
+    names = template_params.placeholders(text)
+    for i, name in enumerate(names):
+        by_name = next((p for p in params if p.get("parameter_name") == name), None)
+        p = by_name or (params[i] if i < len(params) else None)
+        if p is not None:
+            text = text.replace("{{" + name + "}}", str(p.get("text", "")))
+    return str(text)
+
+
+# -- the worker's side --------------------------------------------------------------------------
+
+
+async def deliver(rt: Runtime, message_id: uuid.UUID) -> None:
+    """Claim a queued message and hand it to Meta once. Called by the worker task.
+
+    No transaction stays open during the call to Meta: claim and commit, send, then record the
+    answer in a new transaction.
+    """
+    async with writing(rt.sessionmaker) as session:
+        if not await MessageRepository(session).claim(message_id, utcnow()):
+            return
+        await session.commit()
+    async with rt.sessionmaker() as session:
+        message = await MessageRepository(session).get_any(message_id)
+        account = await accounts.get_by_id(session, message.account_id) if message else None
+        await session.commit()
+    if message is None or account is None:  # pragma: no cover - deleted meanwhile
+        return
+    outcome: Any
+    try:
+        sender = await accounts.sender(rt, account)
+        outcome = await sender.provider.send_message(
+            sender.phone_number_id, message.payload, access_token=sender.access_token
+        )
+    except (MetaAPIError, SendOutcomeUnknown, ProviderUnavailable) as exc:
+        outcome = exc
+    async with writing(rt.sessionmaker) as session:
+        message = await MessageRepository(session).get_any(message_id)
+        if message is None:  # pragma: no cover
+            return
+        if isinstance(outcome, MetaAPIError):
+            await _failed_send(session, rt, message, outcome)
+        elif isinstance(outcome, SendOutcomeUnknown):
+            log.warning("send_outcome_unknown", message_id=str(message.id), error=str(outcome))
+            await _set_status(session, message, st.UNKNOWN, utcnow())
+        elif isinstance(outcome, ProviderUnavailable):
+            await _retry_later(
+                session, rt, message, _error("unreachable", str(outcome), None, True)
+            )
+        else:
+            message.wamid = outcome.message_id
+            await _set_status(session, message, st.ACCEPTED, utcnow())
+        await session.commit()
+        await queue.flush_after_commit(session)
+
+
+async def _failed_send(
+    session: AsyncSession, rt: Runtime, message: Message, exc: MetaAPIError
+) -> None:
+    error = _error(exc.code, exc.title or exc.message, exc.details, exc.retryable)
+    if exc.classification is ErrorClass.retryable:
+        await _retry_later(session, rt, message, error)
+        return
+    if exc.classification is ErrorClass.account:
+        await accounts.mark_token_invalid(
+            session, message.account_id, f"({exc.code}) {exc.message}"
+        )
+    if exc.code == 131050 and message.contact_id is not None:
+        await opt_out(session, message.workspace_id, message.contact_id, "meta_131050")
+    message.error = error
+    await _set_status(session, message, st.FAILED, utcnow(), error)
+
+
+async def _retry_later(
+    session: AsyncSession, rt: Runtime, message: Message, error: dict[str, Any]
+) -> None:
+    if message.attempts >= rt.settings.send_max_attempts:
+        message.error = {**error, "retryable": False, "attempts": message.attempts}
+        await _set_status(session, message, st.FAILED, utcnow(), message.error)
+        return
+    delay = min(300.0, 2.0**message.attempts)
+    message.status, message.status_rank = st.QUEUED, st.RANK[st.QUEUED]
+    message.next_attempt_at = utcnow() + timedelta(seconds=delay)
+    message.error = {**error, "retryable": True, "attempts": message.attempts}
+    message.updated_at = utcnow()
+    await session.flush()
+
+
+def _error(code: Any, title: str | None, details: str | None, retryable: bool) -> dict[str, Any]:
+    return {"code": code, "title": title, "details": details, "retryable": retryable}
+
+
+async def _set_status(
+    session: AsyncSession,
+    message: Message,
+    status: str,
+    at: datetime,
+    error: dict[str, Any] | None = None,
+) -> None:
+    message.status, message.status_rank = status, st.RANK[status]
+    message.updated_at = utcnow()
+    await session.flush()
+    await MessageRepository(session).add_status_event(message.id, status, at, error)
+
+
+# -- webhooks' side -----------------------------------------------------------------------------
+
+
+async def apply_status(
+    session: AsyncSession,
+    account_ids: Sequence[uuid.UUID],
+    wamid: str,
+    status: str,
+    at: datetime,
+    errors: list[dict[str, Any]] | None = None,
+) -> bool:
+    """A status webhook: record it in the history, and move the message forward if it is ahead.
+
+    False when no message has this wamid (yet): the caller keeps the event and tries later, as the
+    webhook can overtake the worker's commit of Meta's answer.
+    """
+    if status not in st.WEBHOOK_STATUSES:
+        return True  # e.g. "deleted", "warning": kept in webhook_events, nothing to apply
+    repo = MessageRepository(session)
+    message = await repo.by_wamid(account_ids, wamid)
+    if message is None:
+        return False
+    error = None
+    if status == st.FAILED:
+        first = (errors or [{}])[0]
+        code = first.get("code")
+        details = (first.get("error_data") or {}).get("details") or first.get("message")
+        from aisoule.whatsapp.provider import classify
+
+        error = _error(
+            code,
+            first.get("title"),
+            details,
+            classify(code if isinstance(code, int) else None, 400) is ErrorClass.retryable,
+        )
+        if code == 131050 and message.contact_id is not None:
+            await opt_out(session, message.workspace_id, message.contact_id, "meta_131050")
+    await repo.add_status_event(message.id, status, at, error)
+    if st.moves_forward(message.status, status):
+        message.status, message.status_rank = status, st.RANK[status]
+        if error is not None:
+            message.error = error
+        message.updated_at = utcnow()
+        await session.flush()
+    return True
+
+
+async def record_inbound(
+    session: AsyncSession,
+    account: WhatsAppAccount,
+    *,
+    wa_id: str,
+    profile_name: str | None,
+    wamid: str,
+    kind: str,
+    payload: dict[str, Any],
+    at: datetime,
+) -> Message | None:
+    """A customer's message: their contact (created if new), the conversation window, the row.
+
+    None when this wamid was already recorded (a redelivered webhook).
+    """
+    repo = MessageRepository(session)
+    if await repo.by_wamid([account.id], wamid) is not None:
+        return None
+    try:
+        phone = normalize_phone("+" + wa_id.lstrip("+"))
+    except InvalidPhone:
+        phone = "+" + wa_id.lstrip("+")
+    contact, _ = await contacts.ensure_by_phone(session, account.workspace_id, phone, profile_name)
+    now = utcnow()
+    await repo.upsert_contact_whatsapp(
+        account.workspace_id, contact["id"], now, wa_id=wa_id, profile_name=profile_name
+    )
+    await repo.touch_conversation(account.workspace_id, account.id, contact["id"], at, inbound=True)
+    message = Message(
+        id=uuid.uuid4(),
+        workspace_id=account.workspace_id,
+        account_id=account.id,
+        contact_id=contact["id"],
+        direction="inbound",
+        type=kind,
+        phone=phone,
+        payload=payload,
+        preview=inbound_preview(kind, payload),
+        status=st.RECEIVED,
+        status_rank=st.RANK[st.RECEIVED],
+        wamid=wamid,
+        attempts=0,
+        created_at=at,
+        updated_at=now,
+    )
+    await repo.add(message)
+    await repo.add_status_event(message.id, st.RECEIVED, at)
+    return message
+
+
+def inbound_preview(kind: str, payload: dict[str, Any]) -> str:
+    obj = payload.get(kind)
+    if kind == "text" and isinstance(obj, dict):
+        return str(obj.get("body", ""))
+    if kind == "interactive" and isinstance(obj, dict):
+        reply = obj.get("button_reply") or obj.get("list_reply") or {}
+        return str(reply.get("title", "[interactive]"))
+    if kind == "button" and isinstance(obj, dict):
+        return str(obj.get("text", "[button]"))
+    if isinstance(obj, dict) and obj.get("caption"):
+        return str(obj["caption"])
+    return f"[{kind}]"
+
+
+async def opt_out(
+    session: AsyncSession, workspace_id: uuid.UUID, contact_id: int, reason: str
+) -> None:
+    now = utcnow()
+    await MessageRepository(session).upsert_contact_whatsapp(
+        workspace_id, contact_id, now, opted_out_at=now, opt_out_reason=reason
+    )
+
+
+async def opt_in(session: AsyncSession, workspace_id: uuid.UUID, contact_id: int) -> None:
+    await MessageRepository(session).upsert_contact_whatsapp(
+        workspace_id, contact_id, utcnow(), opted_out_at=None, opt_out_reason=None
+    )
+
+
+# -- reading ------------------------------------------------------------------------------------
+
+
+async def get(session: AsyncSession, workspace_id: uuid.UUID, message_id: str) -> Message:
+    parsed = _uuid(message_id)
+    message = await MessageRepository(session).get(workspace_id, parsed) if parsed else None
+    if message is None:
+        raise NotFound(MESSAGE_NOT_FOUND, code="message_not_found")
+    return message
+
+
+async def history(session: AsyncSession, message: Message) -> list[dict[str, Any]]:
+    events = await MessageRepository(session).status_events(message.id)
+    return [
+        {"status": e.status, "at": iso_z(e.at), "error": e.error}
+        for e in sorted(events, key=lambda e: (e.at, st.RANK.get(e.status, 0)))
+    ]
+
+
+async def list_page(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    *,
+    limit: int,
+    offset: int,
+    contact: str | None,
+    status: str | None,
+    direction: str | None,
+) -> tuple[Sequence[Message], int]:
+    contact_id: int | None = None
+    if contact is not None:
+        row = await contacts.find_for_message(session, workspace_id, contact)
+        if row is None:
+            try:
+                row = await contacts.find_by_phone(session, workspace_id, normalize_phone(contact))
+            except InvalidPhone:
+                row = None
+        if row is None:
+            return [], 0
+        contact_id = row["id"]
+    return await MessageRepository(session).list_page(
+        workspace_id,
+        limit=limit,
+        offset=offset,
+        contact_id=contact_id,
+        status=status,
+        direction=direction,
+    )
+
+
+def to_out(message: Message, statuses: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    business_side = None
+    out: dict[str, Any] = {
+        "id": str(message.id),
+        "account_id": str(message.account_id),
+        "contact_id": f"cnt_{message.contact_id}" if message.contact_id is not None else None,
+        "direction": message.direction,
+        "type": message.type,
+        "to": message.phone if message.direction == "outbound" else business_side,
+        "from": message.phone if message.direction == "inbound" else business_side,
+        "status": message.status,
+        "wamid": message.wamid,
+        "content": {
+            k: v
+            for k, v in message.payload.items()
+            if k not in ("messaging_product", "recipient_type", "to", "from", "id", "timestamp")
+        },
+        "preview": message.preview,
+        "error": message.error,
+        "created_at": iso_z(message.created_at),
+        "updated_at": iso_z(message.updated_at),
+    }
+    if statuses is not None:
+        out["statuses"] = statuses
+    return out
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return None
+
+
+def _is_uuid(value: str) -> bool:
+    return _uuid(value) is not None
+
+
+async def reconcile(rt: Runtime, lease_seconds: float = 120.0) -> list[str]:
+    """Ids of queued messages to (re)enqueue; sends stuck in ``sending`` become ``unknown``."""
+    now = utcnow()
+    async with writing(rt.sessionmaker) as session:
+        repo = MessageRepository(session)
+        stale = await repo.stale_sending(now - timedelta(seconds=lease_seconds), now)
+        due = await repo.due(now, now - timedelta(seconds=10), limit=500)
+        await session.commit()
+    if stale:
+        log.warning("sends_outcome_unknown_after_crash", count=stale)
+    return [str(i) for i in due]

@@ -1,0 +1,60 @@
+"""Enqueueing background work, for services that must not import the worker.
+
+A service that wants work done after its transaction calls ``after_commit(session, task, *ids)``;
+whoever commits the session (the request dependency, a worker task) then calls
+``flush_after_commit``. Tasks carry ids, never data: the database holds the truth, and the
+reconciler re-queues anything a lost message left behind, so a failed enqueue loses no work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+log = structlog.get_logger(__name__)
+
+# Task names (the worker registers one function for each).
+SEND_MESSAGE = "messages.send"
+PROCESS_WEBHOOKS = "webhooks.process"
+SYNC_TEMPLATES = "templates.sync"
+
+Enqueue = Callable[[str, tuple[Any, ...]], Awaitable[None]]
+
+_enqueue: Enqueue | None = None
+_PENDING = "aisoule_after_commit"
+
+
+def install(enqueue: Enqueue | None) -> None:
+    """Set (or clear) how this process enqueues: the worker's broker."""
+    global _enqueue
+    _enqueue = enqueue
+
+
+async def enqueue(task: str, *args: Any) -> None:
+    if _enqueue is None:
+        log.warning("task_not_enqueued", task=task, reason="no task queue in this process")
+        return
+    try:
+        await _enqueue(task, args)
+    except Exception:
+        # The row is in the database; the reconciler will find it.
+        log.warning("task_enqueue_failed", task=task, exc_info=True)
+
+
+def after_commit(session: AsyncSession, task: str, *args: Any) -> None:
+    pending: list[tuple[str, tuple[Any, ...]]] = session.info.setdefault(_PENDING, [])
+    if (task, args) not in pending:
+        pending.append((task, args))
+
+
+def discard_pending(session: AsyncSession) -> None:
+    session.info.pop(_PENDING, None)
+
+
+async def flush_after_commit(session: AsyncSession) -> None:
+    pending: list[tuple[str, tuple[Any, ...]]] = session.info.pop(_PENDING, [])
+    for task, args in pending:
+        await enqueue(task, *args)

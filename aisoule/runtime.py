@@ -1,0 +1,70 @@
+"""What background work needs from its process: settings, database, secrets, WhatsApp clients.
+
+One ``Runtime`` per process (the server's lifespan or ``aisoule worker`` makes it); services take
+the pieces they need as arguments, tasks find it here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from aisoule.config import Settings
+from aisoule.kit.crypto import derive_key
+from aisoule.whatsapp.pool import ProviderPool
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    sessionmaker: async_sessionmaker[AsyncSession]
+    providers: ProviderPool
+    sealing_key: bytes  # encrypts WhatsApp access tokens and app secrets at rest
+    lookup_key: bytes  # HMAC key for verify-token lookups
+    # Credentials of the emulator's sandbox (AISOULE_EMULATOR_ACCESS_TOKENS / _APP_SECRET).
+    sandbox_token: str | None = None
+    sandbox_app_secret: str | None = None
+
+
+def sealing_key(secret: str) -> bytes:
+    return derive_key(secret, "aisoule/whatsapp-secrets/v1")
+
+
+def lookup_key(secret: str) -> bytes:
+    return derive_key(secret, "aisoule/whatsapp-verify-token/v1")
+
+
+def build(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) -> Runtime:
+    from aisoule.whatsapp.emulator.settings import EmulatorSettings
+
+    secret = settings.secret()
+    emu = EmulatorSettings()
+    tokens = sorted(emu.tokens())
+    return Runtime(
+        settings=settings,
+        sessionmaker=sessionmaker,
+        providers=ProviderPool(settings),
+        sealing_key=sealing_key(secret),
+        lookup_key=lookup_key(secret),
+        sandbox_token=tokens[0] if tokens else None,
+        sandbox_app_secret=emu.app_secret,
+    )
+
+
+_current: Runtime | None = None
+
+
+def install(runtime: Runtime | None) -> None:
+    global _current
+    _current = runtime
+
+
+def maybe_current() -> Runtime | None:
+    return _current
+
+
+def current() -> Runtime:
+    if _current is None:
+        raise RuntimeError("no runtime installed in this process")
+    return _current

@@ -1,0 +1,119 @@
+"""The task queue (Taskiq): an in-process broker in the embedded default, Redis Streams when
+``AISOULE_WORKER_MODE=external`` (then ``aisoule worker`` processes run the tasks).
+
+Each worker process also runs the reconciler: the database holds the truth, so whatever a crash
+or a lost queue left behind (queued messages, unprocessed webhook events) is found and enqueued
+again; claims make a duplicate task a no-op.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import structlog
+from taskiq import AsyncBroker, InMemoryBroker
+
+from aisoule import queue
+from aisoule.config import Settings
+from aisoule.messages import service as messages
+from aisoule.messages import tasks as message_tasks
+from aisoule.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+TASKS: dict[str, Callable[..., Awaitable[None]]] = {
+    queue.SEND_MESSAGE: message_tasks.send_message,
+}
+
+# Each returns the (task, args) pairs to enqueue again.
+Reconciler = Callable[[Runtime], Awaitable[list[tuple[str, tuple[Any, ...]]]]]
+
+
+async def _messages(rt: Runtime) -> list[tuple[str, tuple[Any, ...]]]:
+    return [(queue.SEND_MESSAGE, (mid,)) for mid in await messages.reconcile(rt)]
+
+
+RECONCILERS: list[Reconciler] = [_messages]
+
+
+def make_broker(settings: Settings) -> AsyncBroker:
+    if settings.worker_mode == "external":
+        from taskiq_redis import RedisStreamBroker
+
+        url = settings.task_broker_url or settings.redis_url
+        if not url:
+            raise RuntimeError(
+                "AISOULE_WORKER_MODE=external needs AISOULE_TASK_BROKER_URL or AISOULE_REDIS_URL"
+            )
+        broker: AsyncBroker = RedisStreamBroker(
+            url, queue_name="aisoule:tasks", consumer_group_name="aisoule-workers"
+        )
+    else:
+        broker = InMemoryBroker(max_async_tasks=200)
+    for name, fn in TASKS.items():
+        broker.register_task(fn, task_name=name)
+    return broker
+
+
+def enqueuer(broker: AsyncBroker) -> queue.Enqueue:
+    async def enqueue(task: str, args: tuple[Any, ...]) -> None:
+        registered = broker.find_task(task)
+        if registered is None:
+            raise LookupError(f"unknown task {task}")
+        await registered.kiq(*args)
+
+    return enqueue
+
+
+async def reconcile_forever(rt: Runtime) -> None:
+    while True:
+        await asyncio.sleep(rt.settings.reconcile_seconds)
+        for reconciler in RECONCILERS:
+            try:
+                for task, args in await reconciler(rt):
+                    await queue.enqueue(task, *args)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.warning("reconcile_failed", reconciler=reconciler.__name__, exc_info=True)
+
+
+class Background:
+    """What a process runs in the background: the broker, and the reconciler when it executes
+    tasks (the server in-process, or `aisoule worker`)."""
+
+    def __init__(self, rt: Runtime, *, executes: bool) -> None:
+        self.rt = rt
+        self.executes = executes
+        self.broker = make_broker(rt.settings)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        if self.executes and not isinstance(self.broker, InMemoryBroker):
+            self.broker.is_worker_process = True
+        await self.broker.startup()
+        queue.install(enqueuer(self.broker))
+        if self.executes:
+            self._tasks.append(asyncio.create_task(reconcile_forever(self.rt)))
+            if not isinstance(self.broker, InMemoryBroker):
+                from taskiq.api import run_receiver_task
+
+                self._tasks.append(
+                    asyncio.create_task(run_receiver_task(self.broker, max_async_tasks=200))
+                )
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        if isinstance(self.broker, InMemoryBroker):
+            running = list(getattr(self.broker, "_running_tasks", ()))
+            if running:
+                await asyncio.wait(running, timeout=5)
+        queue.install(None)
+        await self.broker.shutdown()
