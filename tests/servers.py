@@ -102,9 +102,13 @@ class Server:
         self.port = free_port()
         self.log_path = self.data_dir / f"server-{self.port}.log"
         log = self.log_path.open("wb")
+        env = dict(self.env)
+        # Meta is the one outside system: "cloud_api" accounts talk to this server's embedded
+        # emulator too, so no test ever reaches graph.facebook.com.
+        env.setdefault("AISOULE_WHATSAPP_GRAPH_URL", f"http://127.0.0.1:{self.port}/emulator")
         self.proc = subprocess.Popen(
             [*AISOULE, "serve", "--port", str(self.port), *self.args],
-            env=self.env,
+            env=env,
             cwd=self.data_dir,
             stdout=log,
             stderr=subprocess.STDOUT,

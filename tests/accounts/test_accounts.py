@@ -1,0 +1,158 @@
+"""/api/accounts: the sandbox from the first start, connecting a number validated against Meta
+(the embedded emulator stands in for it), sealed secrets, default account, isolation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from tests.conftest import Workspace
+
+EMU_NUMBER = {
+    "phone_number_id": "106540352242922",
+    "waba_id": "102290129340398",
+    "access_token": "emulator-token",
+    "app_secret": "emulator-app-secret",
+    "verify_token": "my-verify-token",
+}
+SECRETS = ("emulator-token", "emulator-app-secret", "my-verify-token")
+
+
+def _no_secrets(body: str) -> None:
+    for secret in SECRETS:
+        assert secret not in body
+
+
+def test_new_workspace_has_a_sandbox_account(api: httpx.Client) -> None:
+    r = api.get("/api/accounts")
+    assert r.status_code == 200, r.text
+    accounts = r.json()["data"]["accounts"]
+    assert len(accounts) == 1
+    sandbox = accounts[0]
+    assert sandbox["provider"] == "emulator"
+    assert sandbox["is_default"] is True
+    assert sandbox["status"] == "connected"
+    assert sandbox["phone_number"].startswith("+1555")
+    assert sandbox["webhook_url"].endswith("/webhooks/whatsapp")
+    assert "access_token" not in sandbox and "app_secret" not in sandbox
+    _no_secrets(r.text)
+
+
+def test_connect_validates_with_meta_and_never_returns_secrets(api: httpx.Client) -> None:
+    r = api.post("/api/accounts", json={"name": "Main line", **EMU_NUMBER, "is_default": True})
+    assert r.status_code == 201, r.text
+    acc = r.json()["data"]["account"]
+    # Read from the Graph API (the emulator's phone number node), not from the request.
+    assert acc["display_name"] == "aisoule sandbox"
+    assert acc["phone_number"] == "+15550783881"
+    assert acc["quality_rating"] == "GREEN"
+    assert acc["messaging_limit"] == "TIER_1K"
+    assert acc["provider"] == "cloud_api"
+    assert acc["has_app_secret"] is True and acc["has_verify_token"] is True
+    assert acc["is_default"] is True
+    _no_secrets(r.text)
+    listed = api.get("/api/accounts").json()["data"]["accounts"]
+    assert [a["is_default"] for a in listed].count(True) == 1
+    got = api.get(f"/api/accounts/{acc['id']}")
+    assert got.status_code == 200 and got.json()["data"]["account"]["id"] == acc["id"]
+    _no_secrets(got.text)
+    again = api.post("/api/accounts", json=EMU_NUMBER)
+    assert again.status_code == 409, again.text
+    assert again.json()["errors"][0]["field"] == "phone_number_id"
+
+
+def test_meta_refusals_are_422_naming_the_field_and_write_nothing(api: httpx.Client) -> None:
+    before = api.get("/api/accounts").json()["data"]["total"]
+    bad_token = api.post("/api/accounts", json={**EMU_NUMBER, "access_token": "expired"})
+    assert bad_token.status_code == 422, bad_token.text
+    assert bad_token.json()["errors"][0]["field"] == "access_token"
+    assert "190" in bad_token.json()["message"]
+    unknown = api.post("/api/accounts", json={**EMU_NUMBER, "phone_number_id": "999999"})
+    assert unknown.status_code == 422, unknown.text
+    assert unknown.json()["errors"][0]["field"] == "phone_number_id"
+    for body, field in (
+        ({**EMU_NUMBER, "phone_number_id": "abc"}, "phone_number_id"),
+        ({k: v for k, v in EMU_NUMBER.items() if k != "access_token"}, "access_token"),
+        ({**EMU_NUMBER, "throughput": 0}, "throughput"),
+        ({**EMU_NUMBER, "surprise": 1}, "surprise"),
+    ):
+        r = api.post("/api/accounts", json=body)
+        assert r.status_code == 422, r.text
+        assert field in r.text
+    assert api.get("/api/accounts").json()["data"]["total"] == before
+
+
+def test_update_default_and_delete(api: httpx.Client) -> None:
+    acc = api.post("/api/accounts", json=EMU_NUMBER).json()["data"]["account"]
+    sandbox = next(
+        a for a in api.get("/api/accounts").json()["data"]["accounts"] if a["provider"] == "emulator"
+    )
+    assert sandbox["is_default"] is True and acc["is_default"] is False
+    r = api.put(f"/api/accounts/{acc['id']}", json={"name": "Renamed", "is_default": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["account"]["name"] == "Renamed"
+    by_id = {a["id"]: a for a in api.get("/api/accounts").json()["data"]["accounts"]}
+    assert by_id[acc["id"]]["is_default"] and not by_id[sandbox["id"]]["is_default"]
+    bad = api.put(f"/api/accounts/{acc['id']}", json={"access_token": "expired"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "access_token"
+    assert api.get(f"/api/accounts/{acc['id']}").json()["data"]["account"]["status"] == "connected"
+    gone = api.delete(f"/api/accounts/{acc['id']}")
+    assert gone.status_code == 200, gone.text
+    assert gone.json()["data"] == {"id": acc["id"], "deleted": True}
+    assert api.get(f"/api/accounts/{acc['id']}").status_code == 404
+    # The remaining account became the default again.
+    remaining = api.get("/api/accounts").json()["data"]["accounts"]
+    assert [a["is_default"] for a in remaining] == [True]
+
+
+def test_secrets_are_sealed_at_rest(ws: Workspace, api: httpx.Client) -> None:
+    token = "emulator-token"
+    r = api.post("/api/accounts", json=EMU_NUMBER)
+    assert r.status_code == 201, r.text
+    rows = _raw_account_rows(ws)
+    assert rows, "no account rows found"
+    for row in rows:
+        for value in row.values():
+            text = value.hex() if isinstance(value, bytes | memoryview) else str(value)
+            raw = bytes(value) if isinstance(value, bytes | memoryview) else str(value).encode()
+            assert token.encode() not in raw and "emulator-app-secret".encode() not in raw, text
+            assert "my-verify-token" not in text
+
+
+def _raw_account_rows(ws: Workspace) -> list[dict[str, Any]]:
+    import asyncio
+
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    async def read() -> list[dict[str, Any]]:
+        from aisoule.config import normalize_database_url
+
+        engine = create_async_engine(normalize_database_url(ws.server.database_url))
+        try:
+            async with engine.connect() as conn:
+                result = await conn.execute(
+                    text("SELECT * FROM whatsapp_accounts WHERE CAST(workspace_id AS TEXT) LIKE :w"),
+                    {"w": "%" + ws.workspace_id.replace("-", "%")},
+                )
+                return [dict(r._mapping) for r in result]
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())
+
+
+def test_scopes_and_isolation(ws: Workspace, make_workspace: Any) -> None:
+    reader = ws.new_key(scopes=["accounts:read"])
+    with ws.client(reader["key"]) as c:
+        assert c.get("/api/accounts").status_code == 200
+        r = c.post("/api/accounts", json=EMU_NUMBER)
+        assert r.status_code == 403 and "accounts:write" in r.text
+    other = make_workspace()
+    with ws.client() as mine, other.client() as theirs:
+        my_id = mine.get("/api/accounts").json()["data"]["accounts"][0]["id"]
+        assert theirs.get(f"/api/accounts/{my_id}").status_code == 404
+        assert theirs.put(f"/api/accounts/{my_id}", json={"name": "x"}).status_code == 404
+        assert theirs.delete(f"/api/accounts/{my_id}").status_code == 404
+        assert mine.get(f"/api/accounts/{my_id}").status_code == 200
