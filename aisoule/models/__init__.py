@@ -37,8 +37,8 @@ __all__ = [
     "MessageTemplate",
     "Stage",
     "User",
-    "WhatsAppAccount",
     "WebhookEvent",
+    "WhatsAppAccount",
     "Workspace",
     "WorkspaceMember",
 ]
