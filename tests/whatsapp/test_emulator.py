@@ -583,7 +583,8 @@ async def test_send_from_a_second_number(
     assert media_id.isdigit()
     receiver.wait(lambda hs: len(receiver.statuses()) >= 3 and hook_values(receiver, "messages"))
     statuses = hook_values(receiver, "statuses")
-    assert [v["statuses"][0]["status"] for _, v in statuses] == ["sent", "delivered", "read"]
+    # (arrival order is not asserted: deliveries 20 ms apart may overtake each other under load)
+    assert sorted(v["statuses"][0]["status"] for _, v in statuses) == ["delivered", "read", "sent"]
     for waba, value in statuses:
         assert waba == WABA_2
         assert value["metadata"] == {
