@@ -405,7 +405,12 @@ async def create_sandbox(
         created_at=now,
         updated_at=now,
     )
-    return await WhatsAppAccountRepository(session).add(account)
+    await WhatsAppAccountRepository(session).add(account)
+    try:  # so a simulated customer can write to it at once; else at the next start or send
+        await _ensure_on_emulator(rt, account)
+    except Exception as exc:
+        log.info("sandbox_not_registered_yet", account_id=str(account.id), error=repr(exc))
+    return account
 
 
 def _uuid(value: str) -> uuid.UUID | None:

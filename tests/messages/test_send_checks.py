@@ -16,7 +16,9 @@ def _nothing_written(api: httpx.Client) -> None:
 
 
 def test_free_form_outside_the_window_is_refused(api: httpx.Client) -> None:
-    r = api.post("/api/messages/send", json={"to": CUSTOMER, "type": "text", "text": {"body": "hi"}})
+    r = api.post(
+        "/api/messages/send", json={"to": CUSTOMER, "type": "text", "text": {"body": "hi"}}
+    )
     assert r.status_code == 422, r.text
     body = r.json()
     assert body["code"] == "outside_24h_window"
@@ -40,7 +42,10 @@ def test_bad_fields_name_the_field(api: httpx.Client) -> None:
         ({"to": CUSTOMER, "type": "text"}, "text"),
         ({"to": CUSTOMER, "type": "text", "text": {"body": ""}}, "body"),
         ({"to": CUSTOMER, "type": "fax", "text": {"body": "x"}}, "type"),
-        ({"to": CUSTOMER, "text": {"body": "x"}, "image": {"link": "https://e.com/a.jpg"}}, "image"),
+        (
+            {"to": CUSTOMER, "text": {"body": "x"}, "image": {"link": "https://e.com/a.jpg"}},
+            "image",
+        ),
         ({"to": CUSTOMER, "type": "image", "image": {"caption": "no link"}}, "image"),
         ({"to": CUSTOMER, "type": "template", "template": {"language": "en_US"}}, "name"),
         ({"to": "cnt_999999", "text": {"body": "x"}}, "to"),
@@ -56,7 +61,11 @@ def test_bad_fields_name_the_field(api: httpx.Client) -> None:
 def test_unknown_template_is_refused(api: httpx.Client) -> None:
     r = api.post(
         "/api/messages/send",
-        json={"to": CUSTOMER, "type": "template", "template": {"name": "nope", "language": "en_US"}},
+        json={
+            "to": CUSTOMER,
+            "type": "template",
+            "template": {"name": "nope", "language": "en_US"},
+        },
     )
     assert r.status_code == 422, r.text
     assert r.json()["code"] == "template_not_found"
