@@ -116,7 +116,7 @@ def test_secrets_are_sealed_at_rest(ws: Workspace, api: httpx.Client) -> None:
         for value in row.values():
             text = value.hex() if isinstance(value, bytes | memoryview) else str(value)
             raw = bytes(value) if isinstance(value, bytes | memoryview) else str(value).encode()
-            assert token.encode() not in raw and "emulator-app-secret".encode() not in raw, text
+            assert token.encode() not in raw and b"emulator-app-secret" not in raw, text
             assert "my-verify-token" not in text
 
 
