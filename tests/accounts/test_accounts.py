@@ -86,7 +86,9 @@ def test_meta_refusals_are_422_naming_the_field_and_write_nothing(api: httpx.Cli
 def test_update_default_and_delete(api: httpx.Client) -> None:
     acc = api.post("/api/accounts", json=EMU_NUMBER).json()["data"]["account"]
     sandbox = next(
-        a for a in api.get("/api/accounts").json()["data"]["accounts"] if a["provider"] == "emulator"
+        a
+        for a in api.get("/api/accounts").json()["data"]["accounts"]
+        if a["provider"] == "emulator"
     )
     assert sandbox["is_default"] is True and acc["is_default"] is False
     r = api.put(f"/api/accounts/{acc['id']}", json={"name": "Renamed", "is_default": True})
@@ -133,7 +135,9 @@ def _raw_account_rows(ws: Workspace) -> list[dict[str, Any]]:
         try:
             async with engine.connect() as conn:
                 result = await conn.execute(
-                    text("SELECT * FROM whatsapp_accounts WHERE CAST(workspace_id AS TEXT) LIKE :w"),
+                    text(
+                        "SELECT * FROM whatsapp_accounts WHERE CAST(workspace_id AS TEXT) LIKE :w"
+                    ),
                     {"w": "%" + ws.workspace_id.replace("-", "%")},
                 )
                 return [dict(r._mapping) for r in result]
