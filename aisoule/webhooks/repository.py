@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import exists, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from aisoule.models import WebhookEvent
 
@@ -79,7 +80,7 @@ class WebhookEventRepository:
             )
 
     async def has_pending(self, *, retry: bool, max_quick_attempts: int) -> bool:
-        conds = [WebhookEvent.processed_at.is_(None)]
+        conds: list[ColumnElement[bool]] = [WebhookEvent.processed_at.is_(None)]
         if not retry:
             conds.append(WebhookEvent.attempts < max_quick_attempts)
         result = await self.session.execute(select(exists().where(*conds)))
