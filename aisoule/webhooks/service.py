@@ -380,30 +380,77 @@ async def _apply_batch(
         return found[(pnid, waba_id)]
 
     now = utcnow()
-    outcomes: list[str | None] = []
+    outcomes: dict[int, str | None] = {}
     try:
-        # The whole batch under one savepoint: two round trips instead of two per event.
+        # The whole batch under one savepoint: two round trips instead of two per event. Plain
+        # statuses go in bulk (their order does not matter: a status only moves forward).
         async with session.begin_nested():
+            bulk = [e for e in ordered if _bulk_status(e)]
+            outcomes.update(await _apply_statuses(session, bulk, accounts_for, now))
             for event in ordered:
-                outcomes.append(await _apply(session, event, accounts_for, now))
+                if event.id not in outcomes:
+                    outcomes[event.id] = await _apply(session, event, accounts_for, now)
     except Exception:
         log.warning("webhook_batch_retried_one_by_one", size=len(ordered), exc_info=True)
-        outcomes = []
+        outcomes = {}
         for event in ordered:
             try:
                 async with session.begin_nested():
-                    outcomes.append(await _apply(session, event, accounts_for, now))
+                    outcomes[event.id] = await _apply(session, event, accounts_for, now)
             except Exception as exc:
                 log.warning("webhook_event_failed", event_id=event.id, exc_info=True)
-                outcomes.append(f"{type(exc).__name__}: {exc}")
+                outcomes[event.id] = f"{type(exc).__name__}: {exc}"
     done: list[tuple[int, str | None]] = []
     waiting: list[int] = []
-    for event, outcome in zip(ordered, outcomes, strict=True):
+    for event in ordered:
+        outcome = outcomes[event.id]
         if outcome == _WAIT:
             waiting.append(event.id)
         else:
             done.append((event.id, outcome))
     return done, waiting
+
+
+_BULK_STATUSES = frozenset({"sent", "delivered", "read"})
+
+
+def _bulk_status(event: _Event) -> bool:
+    return event.kind == STATUS and event.payload["status"].get("status") in _BULK_STATUSES
+
+
+async def _apply_statuses(
+    session: AsyncSession, events: list[_Event], accounts_for: AccountsFor, now: datetime
+) -> dict[int, str | None]:
+    groups: dict[tuple[str | None, str | None], list[_Event]] = {}
+    for event in events:
+        groups.setdefault((event.phone_number_id, event.waba_id), []).append(event)
+    outcomes: dict[int, str | None] = {}
+    for (pnid, waba_id), group in groups.items():
+        found = await accounts_for(pnid, waba_id)
+        if not found:
+            outcomes.update(
+                (e.id, f"no WhatsApp account for phone_number_id {pnid}") for e in group
+            )
+            continue
+        items = [
+            (
+                str(e.payload["status"]["id"]),
+                str(e.payload["status"]["status"]),
+                _at(e.payload["status"].get("timestamp"), now),
+            )
+            for e in group
+        ]
+        missing = await messages.apply_statuses(session, [a.id for a in found], items)
+        for event, (wamid, _, _) in zip(group, items, strict=True):
+            outcomes[event.id] = _not_found(event, wamid, now) if wamid in missing else None
+    return outcomes
+
+
+def _not_found(event: _Event, wamid: str, now: datetime) -> str:
+    """A status for a wamid we do not know (yet): wait, or give up after long enough."""
+    if event.attempts + 1 >= MAX_ATTEMPTS or now - event.received_at >= GIVE_UP_AFTER:
+        return f"no message with wamid {wamid} after {event.attempts + 1} attempts"
+    return _WAIT
 
 
 def _at(ts: Any, default: datetime) -> datetime:
@@ -438,11 +485,7 @@ async def _apply(
             _at(item.get("timestamp"), now),
             errors,
         )
-        if applied:
-            return None
-        if event.attempts + 1 >= MAX_ATTEMPTS or now - event.received_at >= GIVE_UP_AFTER:
-            return f"no message with wamid {item['id']} after {event.attempts + 1} attempts"
-        return _WAIT
+        return None if applied else _not_found(event, str(item["id"]), now)
     if event.kind == MESSAGE:
         await _apply_message(session, event, found, now)
         return None
