@@ -175,12 +175,10 @@ class MessageRepository:
     async def add_status_events(self, rows: Sequence[dict[str, Any]]) -> None:
         """Many history rows in one statement (message_id, status, at, error); each status once."""
         if rows:
-            stmt = (
-                _insert(self.session, MessageStatusEvent)
-                .values(list(rows))
-                .on_conflict_do_nothing(index_elements=["message_id", "status"])
+            stmt = _insert(self.session, MessageStatusEvent).on_conflict_do_nothing(
+                index_elements=["message_id", "status"]
             )
-            await self.session.execute(stmt)
+            await self.session.execute(stmt, list(rows))  # executemany: compiled once, cached
 
     async def advance(self, message_ids: Sequence[uuid.UUID], status: str, now: datetime) -> None:
         """Move messages to ``status`` where it is ahead of theirs (a non-failed status: a higher

@@ -27,13 +27,14 @@ class WebhookEventRepository:
         if not rows:
             return 0
         insert = postgresql.insert if self._dialect == "postgresql" else sqlite.insert
+        # Executemany with RETURNING: SQLAlchemy sends one INSERT ... VALUES (...), (...) and
+        # caches the compiled statement (a .values(list) statement would compile every time).
         stmt = (
             insert(WebhookEvent)
-            .values(list(rows))
             .on_conflict_do_nothing(index_elements=["key"])
             .returning(WebhookEvent.id)
         )
-        result = await self.session.execute(stmt)
+        result = await self.session.execute(stmt, list(rows))
         return len(result.all())
 
     async def claim(
