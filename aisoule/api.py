@@ -15,6 +15,7 @@ from aisoule.idempotency.dependencies import idempotency_guard
 from aisoule.messages.endpoints import router as messages_router
 from aisoule.messages.endpoints_v1 import router as messages_v1_router
 from aisoule.templates.endpoints import router as templates_router
+from aisoule.webhooks.endpoints import router as meta_webhooks_router
 from aisoule.workspaces.endpoints import router as workspaces_router
 
 API_PREFIX = "/api"
@@ -43,3 +44,4 @@ v1_router.include_router(messages_v1_router, dependencies=IDEMPOTENT)
 
 # Meta's webhooks: authenticated by their signature, not by a key (see aisoule/webhooks).
 webhooks_router = APIRouter()
+webhooks_router.include_router(meta_webhooks_router)

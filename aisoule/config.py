@@ -93,6 +93,8 @@ class Settings(BaseSettings):
     public_url: str | None = None
     # Meta app secret used to verify webhooks when an account has none of its own.
     whatsapp_app_secret: SecretStr | None = None
+    # Verify token Meta's subscription handshake may use when an account has none of its own.
+    whatsapp_verify_token: SecretStr | None = None
 
     # The bundled emulator. "embedded" serves it inside this server at /emulator (the embedded
     # default, outside production); a URL points at a separate `aisoule emulator`; "off" disables it.

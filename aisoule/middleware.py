@@ -16,6 +16,7 @@ from aisoule.idempotency import service as idempotency
 log = structlog.get_logger(__name__)
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+WEBHOOK_PREFIX = "/webhooks/"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 HTML_CSP = (
     "default-src 'self'; script-src 'self' https://cdn.jsdelivr.net 'unsafe-inline'; "
@@ -75,7 +76,12 @@ class BodyGuardMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
-        if body.strip() and not _is_json(headers.get("content-type", "")):
+        # Meta's webhooks are checked by signature first; their route reads the raw bytes itself.
+        if (
+            body.strip()
+            and not path.startswith(WEBHOOK_PREFIX)
+            and not _is_json(headers.get("content-type", ""))
+        ):
             await error_response(
                 path, 415, "Content-Type must be application/json", code="unsupported_media_type"
             )(scope, receive, send)

@@ -160,6 +160,37 @@ class MessageRepository:
         )
         await self.session.execute(stmt)
 
+    async def ids_by_wamids(
+        self, account_ids: Sequence[uuid.UUID], wamids: Sequence[str]
+    ) -> dict[str, uuid.UUID]:
+        if not account_ids or not wamids:
+            return {}
+        result = await self.session.execute(
+            select(Message.wamid, Message.id).where(
+                Message.account_id.in_(account_ids), Message.wamid.in_(wamids)
+            )
+        )
+        return {str(w): i for w, i in result.all()}
+
+    async def add_status_events(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Many history rows in one statement (message_id, status, at, error); each status once."""
+        if rows:
+            stmt = _insert(self.session, MessageStatusEvent).on_conflict_do_nothing(
+                index_elements=["message_id", "status"]
+            )
+            await self.session.execute(stmt, list(rows))  # executemany: compiled once, cached
+
+    async def advance(self, message_ids: Sequence[uuid.UUID], status: str, now: datetime) -> None:
+        """Move messages to ``status`` where it is ahead of theirs (a non-failed status: a higher
+        rank; ``failed`` has the highest rank, so a failed message never moves again)."""
+        if message_ids:
+            await self.session.execute(
+                update(Message)
+                .where(Message.id.in_(message_ids), Message.status_rank < st.RANK[status])
+                .values(status=status, status_rank=st.RANK[status], updated_at=now)
+                .execution_options(synchronize_session=False)
+            )
+
     async def status_events(self, message_id: uuid.UUID) -> Sequence[MessageStatusEvent]:
         result = await self.session.execute(
             select(MessageStatusEvent)

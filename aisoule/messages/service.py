@@ -414,6 +414,34 @@ async def apply_status(
     return True
 
 
+async def apply_statuses(
+    session: AsyncSession,
+    account_ids: Sequence[uuid.UUID],
+    items: Sequence[tuple[str, str, datetime]],
+) -> set[str]:
+    """Many ``sent``/``delivered``/``read`` webhooks (wamid, status, at) in a few statements, with
+    the same outcome as ``apply_status`` one by one (``failed`` goes through ``apply_status``, for
+    its error). Returns the wamids with no message (yet)."""
+    repo = MessageRepository(session)
+    ids = await repo.ids_by_wamids(account_ids, list({w for w, _, _ in items}))
+    best: dict[uuid.UUID, str] = {}
+    events: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
+    for wamid, status, at in items:
+        mid = ids.get(wamid)
+        if mid is None or status not in st.WEBHOOK_STATUSES or status == st.FAILED:
+            continue
+        events.setdefault(
+            (mid, status), {"message_id": mid, "status": status, "at": at, "error": None}
+        )
+        if st.RANK[status] > st.RANK[best.get(mid, st.QUEUED)]:
+            best[mid] = status
+    await repo.add_status_events(list(events.values()))
+    now = utcnow()
+    for status in (st.SENT, st.DELIVERED, st.READ):
+        await repo.advance([m for m, s in best.items() if s == status], status, now)
+    return {w for w, _, _ in items if w not in ids}
+
+
 async def record_inbound(
     session: AsyncSession,
     account: WhatsAppAccount,

@@ -22,11 +22,14 @@ from aisoule.config import Settings
 from aisoule.messages import service as messages
 from aisoule.messages import tasks as message_tasks
 from aisoule.runtime import Runtime
+from aisoule.webhooks import service as webhooks
+from aisoule.webhooks import tasks as webhook_tasks
 
 log = structlog.get_logger(__name__)
 
 TASKS: dict[str, Callable[..., Awaitable[None]]] = {
     queue.SEND_MESSAGE: message_tasks.send_message,
+    queue.PROCESS_WEBHOOKS: webhook_tasks.process_webhooks,
 }
 
 # Each returns the (task, args) pairs to enqueue again.
@@ -37,7 +40,12 @@ async def _messages(rt: Runtime) -> list[tuple[str, tuple[Any, ...]]]:
     return [(queue.SEND_MESSAGE, (mid,)) for mid in await messages.reconcile(rt)]
 
 
-RECONCILERS: list[Reconciler] = [_messages]
+async def _webhooks(rt: Runtime) -> list[tuple[str, tuple[Any, ...]]]:
+    # Unprocessed events: a lost queue, or statuses waiting for their message's wamid.
+    return [(queue.PROCESS_WEBHOOKS, ("retry",))] if await webhooks.has_pending(rt) else []
+
+
+RECONCILERS: list[Reconciler] = [_messages, _webhooks]
 
 
 class BoundedInMemoryBroker(InMemoryBroker):

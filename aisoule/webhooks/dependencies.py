@@ -1,0 +1,23 @@
+"""The signature check, as a dependency: the endpoint only ever sees a verified delivery."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+
+from aisoule import runtime
+from aisoule.db.session import DBSession
+from aisoule.webhooks import service
+
+
+async def verified_delivery(
+    request: Request,
+    session: DBSession,
+    signature: Annotated[str | None, Header(alias="X-Hub-Signature-256")] = None,
+) -> dict[str, Any]:
+    raw = await request.body()  # the exact bytes Meta signed
+    return await service.verify(session, runtime.current(), raw, signature)
+
+
+VerifiedDelivery = Annotated[dict[str, Any], Depends(verified_delivery)]
