@@ -536,7 +536,9 @@ async def history(session: AsyncSession, message: Message) -> list[dict[str, Any
     events = await MessageRepository(session).status_events(message.id)
     return [
         {"status": e.status, "at": iso_z(e.at), "error": e.error}
-        for e in sorted(events, key=lambda e: (e.at, st.RANK.get(e.status, 0)))
+        # Lifecycle order: Meta stamps statuses to the second, so time alone can put "sent"
+        # before our own "queued" of the same second.
+        for e in sorted(events, key=lambda e: (st.RANK.get(e.status, 0), e.at))
     ]
 
 
