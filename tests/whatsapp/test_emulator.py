@@ -38,7 +38,11 @@ def template_send(name: str, params: list[str], lang: str = "en_US") -> dict[str
 
 
 async def approved_template(
-    client: CloudAPIClient, name: str = "order_update", category: str = "UTILITY", **extra: Any
+    client: CloudAPIClient,
+    name: str = "order_update",
+    category: str = "UTILITY",
+    waba_id: str = WABA_ID,
+    **extra: Any,
 ) -> dict[str, Any]:
     body = {
         "name": name,
@@ -54,10 +58,10 @@ async def approved_template(
         ],
         **extra,
     }
-    created = await client.create_template(WABA_ID, body)
+    created = await client.create_template(waba_id, body)
     assert created["status"] == "PENDING" and created["category"] == category
     for _ in range(100):
-        rows = await client.list_templates(WABA_ID, name=name)
+        rows = await client.list_templates(waba_id, name=name)
         if rows and rows[0]["status"] != "PENDING":
             break
         await asyncio.sleep(0.05)
@@ -461,3 +465,220 @@ async def test_nothing_listening_is_provider_unavailable() -> None:
             await down.send_message(PHONE_ID, text())
     finally:
         await down.close()
+
+
+# -- many business numbers ------------------------------------------------------------------
+
+PHONE_2 = "106540352249999"
+WABA_2 = "102290129349999"
+
+
+def register(emulator: Emulator, body: dict[str, Any], status: int = 201) -> dict[str, Any]:
+    with emulator.control() as c:
+        r = c.post("/_emulator/numbers", json=body)
+    assert r.status_code == status, r.text
+    return dict(r.json())
+
+
+def second_number(emulator: Emulator) -> dict[str, Any]:
+    return register(
+        emulator,
+        {
+            "phone_number_id": PHONE_2,
+            "waba_id": WABA_2,
+            "display_phone_number": "+15550009999",
+            "verified_name": "Second Shop",
+        },
+    )
+
+
+def hook_values(receiver: Receiver, key: str) -> list[tuple[str, dict[str, Any]]]:
+    """(entry id, value) of every received ``messages`` webhook carrying ``key``."""
+    out = []
+    for h in receiver.hooks:
+        entry = h.json["entry"][0]
+        value = entry["changes"][0]["value"]
+        if key in value:
+            out.append((entry["id"], value))
+    return out
+
+
+async def test_register_numbers(emulator: Emulator, client: CloudAPIClient) -> None:
+    generated = register(emulator, {})
+    assert set(generated) == {
+        "phone_number_id",
+        "waba_id",
+        "display_phone_number",
+        "verified_name",
+        "quality_rating",
+    }
+    for key in ("phone_number_id", "waba_id"):
+        assert generated[key].isdigit() and len(generated[key]) == 15
+    assert generated["display_phone_number"].startswith("1555")
+    assert len(generated["display_phone_number"]) == 11
+    assert generated["display_phone_number"].isdigit()
+    assert generated["verified_name"] == "aisoule sandbox"
+    assert generated["quality_rating"] == "GREEN"
+    assert generated["waba_id"] != WABA_ID
+    second = second_number(emulator)
+    assert second == {
+        "phone_number_id": PHONE_2,
+        "waba_id": WABA_2,
+        "display_phone_number": "15550009999",
+        "verified_name": "Second Shop",
+        "quality_rating": "GREEN",
+    }
+    # Idempotent: the same phone_number_id answers the number as it is, whatever else is sent.
+    again = register(emulator, {"phone_number_id": PHONE_2, "verified_name": "Other"}, 200)
+    assert again == second
+    assert register(emulator, {"phone_number_id": PHONE_ID}, 200)["waba_id"] == WABA_ID
+    with emulator.control() as c:
+        listed = c.get("/_emulator/numbers").json()["data"]
+        for bad in (
+            {"phone_number_id": "abc"},
+            {"waba_id": 12},
+            {"display_phone_number": "12"},
+            {"verified_name": ""},
+            {"colour": "blue"},
+            {"waba_id": PHONE_2},  # a phone number id cannot also be a WABA id
+            {"phone_number_id": WABA_2},
+        ):
+            r = c.post("/_emulator/numbers", json=bad)
+            assert r.status_code == 422 and r.json()["error"], (bad, r.text)
+        assert c.post("/_emulator/numbers", json=[1]).status_code == 422
+    assert {n["phone_number_id"] for n in listed} == {
+        PHONE_ID,
+        PHONE_2,
+        generated["phone_number_id"],
+    }
+    node = await client.get_phone_number(PHONE_2)
+    assert node["id"] == PHONE_2 and node["verified_name"] == "Second Shop"
+    assert node["display_phone_number"] == "+1 555-000-9999"
+    assert (await client.get_phone_number(PHONE_ID))["display_phone_number"] == "+1 555-078-3881"
+    with emulator.control() as c:
+        c.post("/_emulator/reset").raise_for_status()
+        after = c.get("/_emulator/numbers").json()["data"]
+    assert [n["phone_number_id"] for n in after] == [PHONE_ID]  # the settings' number stays
+    await expect_error(client.get_phone_number(PHONE_2), 100, ErrorClass.permanent)
+
+
+async def test_send_from_a_second_number(
+    emulator: Emulator, client: CloudAPIClient, receiver: Receiver
+) -> None:
+    second_number(emulator)
+    emulator.configure(async_failures=False)
+    hook = emulator.inbound(**{"from": CUSTOMER, "text": "hi", "phone_number_id": PHONE_2})
+    assert hook["webhook"]["entry"][0]["id"] == WABA_2
+    # The window is the second number's only: the first cannot write free-form to the customer.
+    await expect_error(client.send_message(PHONE_ID, text()), 131047, ErrorClass.permanent)
+    sent = await client.send_message(PHONE_2, text())
+    assert [(m["id"], m["phone_number_id"]) for m in emulator.sent(CUSTOMER)] == [
+        (sent.message_id, PHONE_2)
+    ]
+    # Marking read goes through the number the message was sent to.
+    inbound_id = hook["message"]["id"]
+    await expect_error(client.mark_read(PHONE_ID, inbound_id), 100, ErrorClass.permanent)
+    assert await client.mark_read(PHONE_2, inbound_id) is True
+    media_id = await client.upload_media(PHONE_2, b"\x89PNG fake", "image/png", "a.png")
+    assert media_id.isdigit()
+    receiver.wait(lambda hs: len(receiver.statuses()) >= 3 and hook_values(receiver, "messages"))
+    statuses = hook_values(receiver, "statuses")
+    assert [v["statuses"][0]["status"] for _, v in statuses] == ["sent", "delivered", "read"]
+    for waba, value in statuses:
+        assert waba == WABA_2
+        assert value["metadata"] == {
+            "display_phone_number": "15550009999",
+            "phone_number_id": PHONE_2,
+        }
+        assert value["statuses"][0]["id"] == sent.message_id
+    [(waba, value)] = hook_values(receiver, "messages")
+    assert waba == WABA_2 and value["metadata"]["phone_number_id"] == PHONE_2
+    assert value["messages"][0]["id"] == inbound_id
+    # A button reply to the second number quotes what the second number sent.
+    reply = emulator.inbound(
+        **{
+            "from": CUSTOMER,
+            "type": "button_reply",
+            "button_reply": {"id": "y", "title": "Yes"},
+            "phone_number_id": PHONE_2,
+        }
+    )["message"]
+    assert reply["context"] == {"from": "15550009999", "id": sent.message_id}
+    # A STOP to the second number opts out of its marketing only.
+    await approved_template(client, name="promo", category="MARKETING", waba_id=WABA_2)
+    await approved_template(client, name="promo", category="MARKETING")
+    emulator.inbound(**{"from": CUSTOMER, "text": "STOP", "phone_number_id": PHONE_2})
+    promo = template_send("promo", ["A", "B"])
+    await expect_error(client.send_message(PHONE_2, promo), 131050, ErrorClass.permanent)
+    assert (await client.send_message(PHONE_ID, promo)).message_id
+    with emulator.control() as c:
+        r = c.post("/_emulator/inbound", json={"from": CUSTOMER, "phone_number_id": "999"})
+    assert r.status_code == 422 and r.json()["error"]
+
+
+async def test_templates_belong_to_their_waba(
+    emulator: Emulator, client: CloudAPIClient, receiver: Receiver
+) -> None:
+    second_number(emulator)
+    first = await approved_template(client)
+    # The same name and language in another WABA is another template.
+    other = await approved_template(client, waba_id=WABA_2)
+    assert first["id"] != other["id"]
+    await approved_template(client, name="second_only", waba_id=WABA_2)
+    assert [t["id"] for t in await client.list_templates(WABA_ID)] == [first["id"]]
+    assert {t["name"] for t in await client.list_templates(WABA_2)} == {
+        "order_update",
+        "second_only",
+    }
+    # A number sends its own WABA's templates only.
+    emulator.inbound(**{"from": CUSTOMER, "text": "hi"})
+    await expect_error(
+        client.send_message(PHONE_ID, template_send("second_only", ["A", "B"])),
+        132001,
+        ErrorClass.permanent,
+        404,
+    )
+    assert (await client.send_message(PHONE_2, template_send("second_only", ["A", "B"]))).message_id
+    # Deleting in one WABA never touches the other.
+    assert await client.delete_template(WABA_2, "order_update") is True
+    assert [t["id"] for t in await client.list_templates(WABA_ID)] == [first["id"]]
+    assert [t["name"] for t in await client.list_templates(WABA_2)] == ["second_only"]
+    await expect_error(client.delete_template(WABA_ID, "second_only"), 100, ErrorClass.permanent)
+    # Template status webhooks come from the template's WABA.
+    receiver.wait(
+        lambda hs: (
+            len(
+                [
+                    h
+                    for h in hs
+                    if h.json["entry"][0]["changes"][0]["field"] == "message_template_status_update"
+                ]
+            )
+            >= 3
+        )
+    )
+    by_template = {
+        str(h.json["entry"][0]["changes"][0]["value"]["message_template_id"]): h.json["entry"][0][
+            "id"
+        ]
+        for h in receiver.hooks
+        if h.json["entry"][0]["changes"][0]["field"] == "message_template_status_update"
+    }
+    assert by_template[first["id"]] == WABA_ID
+    assert by_template[other["id"]] == WABA_2
+
+
+async def test_unknown_ids_are_code_100(emulator: Emulator, client: CloudAPIClient) -> None:
+    second_number(emulator)
+    emulator.inbound(**{"from": CUSTOMER, "text": "hi"})
+    for unknown in ("999", WABA_2):  # a WABA id is not a phone number
+        err = await expect_error(client.send_message(unknown, text()), 100, ErrorClass.permanent)
+        assert err.error_subcode == 33
+        await expect_error(client.get_phone_number(unknown), 100, ErrorClass.permanent)
+        await expect_error(
+            client.upload_media(unknown, b"x", "image/png", "a.png"), 100, ErrorClass.permanent
+        )
+    for unknown in ("999", PHONE_2):  # a phone number id is not a WABA
+        err = await expect_error(client.list_templates(unknown), 100, ErrorClass.permanent)
+        assert err.error_subcode == 33
+        await expect_error(client.delete_template(unknown, "x"), 100, ErrorClass.permanent)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Collection, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from email.parser import BytesParser
@@ -30,6 +30,7 @@ from aisoule.whatsapp.emulator.meta import (
 from aisoule.whatsapp.emulator.settings import EmulatorSettings
 from aisoule.whatsapp.emulator.state import (
     MEDIA_TYPES,
+    Number,
     Sent,
     Template,
     World,
@@ -40,6 +41,7 @@ from aisoule.whatsapp.emulator.state import (
 from aisoule.whatsapp.emulator.webhooks import WebhookSender
 
 _VERSION = re.compile(r"^v\d+\.\d+$")
+_NUMBER_FIELDS = ("phone_number_id", "waba_id", "display_phone_number", "verified_name")
 
 
 class Emulator:
@@ -48,6 +50,7 @@ class Emulator:
     def __init__(self, settings: EmulatorSettings) -> None:
         self.settings = settings
         self.world = World()
+        self.sync_settings_number()
         self.webhooks = WebhookSender(
             lambda: self.settings, lambda d: self.world.deliveries.append(d)
         )
@@ -64,6 +67,59 @@ class Emulator:
             task.cancel()
         self.webhooks.cancel_pending()
         self.world = World()
+        self.sync_settings_number()
+
+    def sync_settings_number(self, previous_id: str | None = None) -> None:
+        """The settings' number is always registered, as the settings say now."""
+        s = self.settings
+        if previous_id is not None and previous_id != s.phone_number_id:
+            self.world.numbers.pop(previous_id, None)
+        self.world.numbers[s.phone_number_id] = Number(
+            phone_number_id=s.phone_number_id,
+            waba_id=s.waba_id,
+            display_phone_number=s.display_phone_number,
+            verified_name=s.verified_name,
+            quality_rating=s.quality_rating,
+        )
+
+    def register_number(self, body: dict[str, Any]) -> tuple[Number, bool]:
+        """Register a number (``ValueError`` on a bad field); answers it and whether it is new."""
+        unknown = set(body) - set(_NUMBER_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown fields: {', '.join(sorted(unknown))}")
+        for key in ("phone_number_id", "waba_id"):
+            value = body.get(key)
+            if value is not None and not (
+                isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 20
+            ):
+                raise ValueError(f"{key} must be a string of digits")
+        display = body.get("display_phone_number")
+        if display is not None:
+            digits = display.removeprefix("+") if isinstance(display, str) else ""
+            if not (digits.isascii() and digits.isdigit() and 8 <= len(digits) <= 15):
+                raise ValueError("display_phone_number must be 8 to 15 digits")
+            display = digits
+        name = body.get("verified_name")
+        if name is not None and not (isinstance(name, str) and name.strip() and len(name) <= 256):
+            raise ValueError("verified_name must be a non-empty string")
+        world = self.world
+        phone_id, waba_id = body.get("phone_number_id"), body.get("waba_id")
+        if phone_id is not None and phone_id in world.numbers:
+            return world.numbers[phone_id], False
+        if phone_id is not None and phone_id in world.waba_ids():
+            raise ValueError(f"phone_number_id {phone_id} is already a WABA id")
+        if waba_id is not None and waba_id in world.numbers:
+            raise ValueError(f"waba_id {waba_id} is already a phone_number_id")
+        phone_id = phone_id or world.fresh_id()
+        waba_id = waba_id or world.fresh_id()
+        number = Number(
+            phone_number_id=phone_id,
+            waba_id=waba_id,
+            display_phone_number=display or world.fresh_display(),
+            verified_name=name or "aisoule sandbox",
+        )
+        world.numbers[phone_id] = number
+        return number, True
 
     async def close(self) -> None:
         for task in list(self._tasks):
@@ -82,10 +138,20 @@ class Emulator:
         if token not in self.settings.tokens():
             raise GraphError(190)
 
-    def check_node(self, version: str, node_id: str, expected: str, method: str) -> None:
+    def phone(self, version: str, node_id: str, method: str) -> Number:
+        """The registered number ``node_id`` names, or Meta's unknown-object error."""
+        self.check_node(version, node_id, set(self.world.numbers), method)
+        return self.world.numbers[node_id]
+
+    def waba(self, version: str, node_id: str, method: str) -> str:
+        """``node_id`` if it is the WABA of a registered number, or Meta's unknown-object error."""
+        self.check_node(version, node_id, self.world.waba_ids(), method)
+        return node_id
+
+    def check_node(self, version: str, node_id: str, known: Collection[str], method: str) -> None:
         if not _VERSION.match(version):
             raise GraphError(100, f"Unknown path components: /{version}")
-        if node_id != expected:
+        if node_id not in known:
             raise GraphError(
                 100,
                 f"Unsupported {method} request. Object with ID '{node_id}' does not exist, "
@@ -93,13 +159,14 @@ class Emulator:
                 subcode=33,
             )
 
-    def metadata_value(self, **parts: Any) -> dict[str, Any]:
-        s = self.settings
-        return messages_value(s.display_phone_number, s.phone_number_id, **parts)
+    def metadata_value(self, number: Number, **parts: Any) -> dict[str, Any]:
+        return messages_value(number.display_phone_number, number.phone_number_id, **parts)
 
     # -- webhooks ---------------------------------------------------------------------------
 
-    def status_webhooks(self, sent: Sent, category: str, biz_data: str | None) -> None:
+    def status_webhooks(
+        self, number: Number, sent: Sent, category: str, biz_data: str | None
+    ) -> None:
         s = self.settings
         step = s.webhook_latency_ms / 1000
         if sent.error is not None:
@@ -116,7 +183,7 @@ class Emulator:
                 "status": status,
                 "timestamp": now_ts(),
                 "recipient_id": sent.to,
-                "recipient_user_id": bsuid(s.waba_id, sent.to),
+                "recipient_user_id": bsuid(number.waba_id, sent.to),
             }
             if biz_data is not None:
                 item["biz_opaque_callback_data"] = biz_data
@@ -125,9 +192,9 @@ class Emulator:
             elif status in ("sent", "delivered"):
                 item["pricing"] = {"billable": True, "pricing_model": "PMP", "category": category}
             sent.statuses.append(status)
-            contact = {"wa_id": sent.to, "user_id": bsuid(s.waba_id, sent.to)}
-            value = self.metadata_value(contacts=[contact], statuses=[item])
-            self.webhooks.schedule(envelope(s.waba_id, "messages", value), delay)
+            contact = {"wa_id": sent.to, "user_id": bsuid(number.waba_id, sent.to)}
+            value = self.metadata_value(number, contacts=[contact], statuses=[item])
+            self.webhooks.schedule(envelope(number.waba_id, "messages", value), delay)
 
     async def approve_later(self, tpl: Template) -> None:
         await asyncio.sleep(self.settings.template_approval_seconds)
@@ -147,9 +214,7 @@ class Emulator:
             "message_template_language": tpl.language,
             "reason": reason,
         }
-        self.webhooks.schedule(
-            envelope(self.settings.waba_id, "message_template_status_update", value)
-        )
+        self.webhooks.schedule(envelope(tpl.waba_id, "message_template_status_update", value))
 
 
 def _emu(request: Request) -> Emulator:
@@ -218,13 +283,31 @@ def _control_routes(app: FastAPI) -> None:
         patch = await _body(request)
         if not isinstance(patch, dict):
             return json_response({"error": "a JSON object of settings is expected"}, 422)
+        previous_id = emu.settings.phone_number_id
         try:
             emu.settings = emu.settings.patched(patch)
         except KeyError as exc:
             return json_response({"error": f"unknown settings: {exc.args[0]}"}, 422)
         except ValueError as exc:  # pydantic ValidationError
             return json_response({"error": str(exc)}, 422)
+        emu.sync_settings_number(previous_id)
         return json_response(emu.settings.model_dump())
+
+    @app.get("/_emulator/numbers")
+    async def list_numbers(request: Request) -> Response:
+        return json_response({"data": [n.public() for n in _emu(request).world.numbers.values()]})
+
+    @app.post("/_emulator/numbers")
+    async def register_number(request: Request) -> Response:
+        """Host another business number (and its WABA); idempotent on ``phone_number_id``."""
+        body = await _body(request)
+        if not isinstance(body, dict):
+            return json_response({"error": "a JSON object is expected"}, 422)
+        try:
+            number, created = _emu(request).register_number(body)
+        except ValueError as exc:
+            return json_response({"error": str(exc)}, 422)
+        return json_response(number.public(), 201 if created else 200)
 
     @app.post("/_emulator/fail")
     async def fail_next(request: Request) -> Response:
@@ -275,16 +358,22 @@ def _control_routes(app: FastAPI) -> None:
         body = await _body(request)
         if not isinstance(body, dict) or not str(body.get("from", "")).lstrip("+").isdigit():
             return json_response({"error": "'from' (the customer's number) is required"}, 422)
+        phone_id = body.get("phone_number_id")
+        if phone_id is None:
+            phone_id = s.phone_number_id
+        if not isinstance(phone_id, str) or phone_id not in emu.world.numbers:
+            return json_response({"error": f"unknown phone_number_id {phone_id!r}"}, 422)
+        number = emu.world.numbers[phone_id]
         wa_id = str(body["from"]).lstrip("+")
         kind = str(body.get("type", "text"))
         msg: dict[str, Any] = {"from": wa_id, "id": wamid(), "timestamp": now_ts()}
         context_id = body.get("context_id")
         if not context_id and kind in ("button_reply", "list_reply", "button"):
             # A reply to a button or list always quotes it: the latest message sent to this customer.
-            mine = [m.id for m in emu.world.sent if m.to == wa_id]
+            mine = [m.id for m in emu.world.sent if m.to == wa_id and m.phone_number_id == phone_id]
             context_id = mine[-1] if mine else wamid()
         if context_id:
-            msg["context"] = {"from": s.display_phone_number, "id": context_id}
+            msg["context"] = {"from": number.display_phone_number, "id": context_id}
         if kind == "text":
             msg |= {"type": "text", "text": {"body": str(body.get("text", ""))}}
         elif kind in ("button_reply", "list_reply"):
@@ -310,21 +399,23 @@ def _control_routes(app: FastAPI) -> None:
         else:
             return json_response({"error": f"unsupported inbound type '{kind}'"}, 422)
         world = emu.world
-        world.open_window(s.phone_number_id, wa_id)
-        world.inbound_ids.add(msg["id"])
+        world.open_window(phone_id, wa_id)
+        world.inbound_ids[msg["id"]] = phone_id
         world.inbound.append(msg)
         text = str(body.get("text", "")).strip().upper() if kind == "text" else ""
         if text == "STOP":
-            world.opted_out.add((s.phone_number_id, wa_id))
+            world.opted_out.add((phone_id, wa_id))
         elif text == "START":
-            world.opted_out.discard((s.phone_number_id, wa_id))
+            world.opted_out.discard((phone_id, wa_id))
         contact = {
             "profile": {"name": str(body.get("name") or "WhatsApp User")},
             "wa_id": wa_id,
-            "user_id": bsuid(s.waba_id, wa_id),
+            "user_id": bsuid(number.waba_id, wa_id),
         }
         hook = envelope(
-            s.waba_id, "messages", emu.metadata_value(contacts=[contact], messages=[msg])
+            number.waba_id,
+            "messages",
+            emu.metadata_value(number, contacts=[contact], messages=[msg]),
         )
         emu.webhooks.schedule(hook, s.webhook_latency_ms / 1000)
         return json_response({"message": msg, "webhook": hook})
@@ -336,12 +427,12 @@ def _graph_routes(app: FastAPI) -> None:
         emu = _emu(request)
         emu.authenticate(request)
         s = emu.settings
-        emu.check_node(version, phone_number_id, s.phone_number_id, "post")
+        number = emu.phone(version, phone_number_id, "post")
         payload = await _body(request)
         if isinstance(payload, dict) and payload.get("status") == "read":
             if payload.get("messaging_product") != "whatsapp":
                 raise GraphError(100, "messaging_product must be 'whatsapp'")
-            if payload.get("message_id") not in emu.world.inbound_ids:
+            if emu.world.inbound_ids.get(str(payload.get("message_id"))) != phone_number_id:
                 raise GraphError(100, "message_id: no such inbound message")
             return json_response({"success": True})
         kind = validate_message(payload)
@@ -357,7 +448,7 @@ def _graph_routes(app: FastAPI) -> None:
         failure: GraphError | None = None
         if kind == "template":
             spec = payload["template"]
-            tpl = emu.world.find_template(spec["name"], spec["language"]["code"])
+            tpl = emu.world.find_template(number.waba_id, spec["name"], spec["language"]["code"])
             if tpl is None or tpl.status != "APPROVED":
                 raise GraphError(
                     132001,
@@ -384,7 +475,7 @@ def _graph_routes(app: FastAPI) -> None:
         )
         emu.world.sent.append(sent)
         biz = payload.get("biz_opaque_callback_data")
-        emu.status_webhooks(sent, category, str(biz) if biz is not None else None)
+        emu.status_webhooks(number, sent, category, str(biz) if biz is not None else None)
         message: dict[str, Any] = {"id": sent.id}
         if kind == "template":
             message["message_status"] = "accepted"
@@ -402,7 +493,7 @@ def _graph_routes(app: FastAPI) -> None:
     async def upload_media(version: str, phone_number_id: str, request: Request) -> Response:
         emu = _emu(request)
         emu.authenticate(request)
-        emu.check_node(version, phone_number_id, emu.settings.phone_number_id, "post")
+        emu.phone(version, phone_number_id, "post")
         ctype = request.headers.get("content-type", "")
         if not ctype.startswith("multipart/form-data"):
             raise GraphError(100, "media upload must be multipart/form-data")
@@ -428,11 +519,11 @@ def _graph_routes(app: FastAPI) -> None:
     async def list_templates(version: str, waba_id: str, request: Request) -> Response:
         emu = _emu(request)
         emu.authenticate(request)
-        emu.check_node(version, waba_id, emu.settings.waba_id, "get")
+        emu.waba(version, waba_id, "get")
         q = request.query_params
         rows = [
             t.public()
-            for t in emu.world.templates.values()
+            for t in emu.world.waba_templates(waba_id)
             if (not q.get("name") or q["name"] in t.name)
             and (not q.get("status") or t.status == q["status"].upper())
             and (not q.get("language") or t.language == q["language"])
@@ -458,9 +549,9 @@ def _graph_routes(app: FastAPI) -> None:
     async def create_template(version: str, waba_id: str, request: Request) -> Response:
         emu = _emu(request)
         emu.authenticate(request)
-        emu.check_node(version, waba_id, emu.settings.waba_id, "post")
-        tpl = new_template(await _body(request))
-        if emu.world.find_template(tpl.name, tpl.language) is not None:
+        emu.waba(version, waba_id, "post")
+        tpl = new_template(waba_id, await _body(request))
+        if emu.world.find_template(waba_id, tpl.name, tpl.language) is not None:
             raise GraphError(
                 100, f"Content in this language ({tpl.language}) already exists", subcode=2388024
             )
@@ -472,13 +563,13 @@ def _graph_routes(app: FastAPI) -> None:
     async def delete_template(version: str, waba_id: str, request: Request) -> Response:
         emu = _emu(request)
         emu.authenticate(request)
-        emu.check_node(version, waba_id, emu.settings.waba_id, "delete")
+        emu.waba(version, waba_id, "delete")
         name, hsm_id = request.query_params.get("name"), request.query_params.get("hsm_id")
         if not name:
             raise GraphError(100, "name is required")
         doomed = [
             t.id
-            for t in emu.world.templates.values()
+            for t in emu.world.waba_templates(waba_id)
             if t.name == name and (hsm_id is None or t.id == hsm_id)
         ]
         if not doomed:
@@ -491,20 +582,19 @@ def _graph_routes(app: FastAPI) -> None:
     async def phone_number(version: str, phone_number_id: str, request: Request) -> Response:
         emu = _emu(request)
         emu.authenticate(request)
-        s = emu.settings
-        emu.check_node(version, phone_number_id, s.phone_number_id, "get")
-        digits = s.display_phone_number
+        number = emu.phone(version, phone_number_id, "get")
+        digits = number.display_phone_number
         node = {
-            "verified_name": s.verified_name,
+            "verified_name": number.verified_name,
             "code_verification_status": "VERIFIED",
             "display_phone_number": f"+{digits[:-10]} {digits[-10:-7]}-{digits[-7:-4]}-{digits[-4:]}"
             if len(digits) > 10
             else digits,
-            "quality_rating": s.quality_rating,
+            "quality_rating": number.quality_rating,
             "platform_type": "CLOUD_API",
             "throughput": {"level": "STANDARD"},
             "messaging_limit_tier": "TIER_1K",
-            "id": s.phone_number_id,
+            "id": number.phone_number_id,
         }
         fields = request.query_params.get("fields")
         if fields:

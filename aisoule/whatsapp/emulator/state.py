@@ -1,4 +1,4 @@
-"""The emulator's world, in memory: templates, customer windows, rate buckets, sent messages.
+"""The emulator's world, in memory: numbers, templates, customer windows, rate buckets, messages.
 
 In memory on purpose: an emulator restarts clean, and tests reset it through the control API.
 """
@@ -6,6 +6,7 @@ In memory on purpose: an emulator restarts clean, and tests reset it through the
 from __future__ import annotations
 
 import re
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -20,8 +21,29 @@ MEDIA_TYPES = ("image", "document", "audio", "video", "sticker")
 
 
 @dataclass
+class Number:
+    """A business phone number the emulator hosts, and the WhatsApp Business Account it is in."""
+
+    phone_number_id: str
+    waba_id: str
+    display_phone_number: str
+    verified_name: str = "aisoule sandbox"
+    quality_rating: str = "GREEN"
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "phone_number_id": self.phone_number_id,
+            "waba_id": self.waba_id,
+            "display_phone_number": self.display_phone_number,
+            "verified_name": self.verified_name,
+            "quality_rating": self.quality_rating,
+        }
+
+
+@dataclass
 class Template:
     id: str
+    waba_id: str  # templates belong to one business account; not part of Meta's template JSON
     name: str
     language: str
     category: str
@@ -76,7 +98,7 @@ class Template:
         return False
 
 
-def new_template(body: Any) -> Template:
+def new_template(waba_id: str, body: Any) -> Template:
     """Validate a ``POST message_templates`` body as Meta does (code 100 naming the field)."""
     if not isinstance(body, dict):
         raise GraphError(100, "The request body must be a JSON object")
@@ -99,6 +121,7 @@ def new_template(body: Any) -> Template:
         raise GraphError(100, "parameter_format must be POSITIONAL or NAMED")
     return Template(
         id=numeric_id(),
+        waba_id=waba_id,
         name=name,
         language=language,
         category=category,
@@ -236,11 +259,12 @@ class World:
     """Everything the emulator remembers. One instance per app."""
 
     def __init__(self) -> None:
+        self.numbers: dict[str, Number] = {}  # phone_number_id -> the number and its WABA
         self.templates: dict[str, Template] = {}
         self.last_inbound: dict[tuple[str, str], float] = {}  # (phone id, wa_id) -> monotonic
         self.opted_out: set[tuple[str, str]] = set()  # marketing STOP
         self.sent: list[Sent] = []
-        self.inbound_ids: set[str] = set()
+        self.inbound_ids: dict[str, str] = {}  # inbound wamid -> the phone_number_id it went to
         self.inbound: list[dict[str, Any]] = []
         self.failures: list[int] = []  # error codes the next sends answer (control API)
         self.media: dict[str, dict[str, Any]] = {}  # uploads: id -> mime_type, file_size
@@ -276,8 +300,31 @@ class World:
         at = self.last_inbound.get((phone_id, wa_id))
         return at is not None and time.monotonic() - at < window_seconds
 
-    def find_template(self, name: str, language: str) -> Template | None:
-        for tpl in self.templates.values():
+    def waba_ids(self) -> set[str]:
+        return {n.waba_id for n in self.numbers.values()}
+
+    def used_ids(self) -> set[str]:
+        """Every phone number and WABA id: Graph ids are unique across node types."""
+        return set(self.numbers) | self.waba_ids()
+
+    def fresh_id(self) -> str:
+        used = self.used_ids()
+        while (new := numeric_id()) in used:
+            pass
+        return new
+
+    def fresh_display(self) -> str:
+        """An unused sandbox display number: ``1555`` and 7 digits."""
+        taken = {n.display_phone_number for n in self.numbers.values()}
+        while (new := f"1555{secrets.randbelow(10**7):07d}") in taken:
+            pass
+        return new
+
+    def waba_templates(self, waba_id: str) -> list[Template]:
+        return [t for t in self.templates.values() if t.waba_id == waba_id]
+
+    def find_template(self, waba_id: str, name: str, language: str) -> Template | None:
+        for tpl in self.waba_templates(waba_id):
             if tpl.name == name and tpl.language == language:
                 return tpl
         return None
