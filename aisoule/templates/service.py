@@ -417,6 +417,14 @@ async def _sender(rt: Runtime, account: WhatsAppAccount) -> accounts.Sender:
         raise UpstreamFailed(str(exc)) from exc
 
 
+def _says_missing(exc: MetaAPIError) -> bool:
+    """Meta's answer to deleting a template it no longer has (not: an unknown WABA, subcode 33)."""
+    if exc.error_subcode == 33:
+        return False
+    text = " ".join(x for x in (exc.message, exc.title, exc.details) if x).lower()
+    return "not found" in text or "does not exist" in text
+
+
 def _reason(value: Any) -> str | None:
     if value is None:
         return None
@@ -503,7 +511,7 @@ async def delete(
             )
         except MetaAPIError as exc:
             # Already gone at Meta (deleted in WhatsApp Manager): nothing left to undo there.
-            if not (exc.code == 100 and "not found" in exc.message.lower()):
+            if not (exc.code == 100 and _says_missing(exc)):
                 raise _meta_failed(exc, "deleting the template") from exc
         except WhatsAppError as exc:
             raise _meta_failed(exc, "deleting the template") from exc
