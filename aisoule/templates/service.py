@@ -1,32 +1,627 @@
-"""Message templates: listing for now; the capability arrives with its own issue."""
+"""Message templates: created here and submitted to Meta for review, kept in step with Meta by
+sync and by Meta's ``message_template_status_update`` webhook. Sends read these rows (only an
+APPROVED template can be sent), so a row mirrors what Meta holds for the account's WABA."""
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
+from typing import Any
 
+import structlog
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aisoule.kit.time import iso_z
-from aisoule.models import MessageTemplate
+from aisoule.accounts import service as accounts
+from aisoule.exceptions import Conflict, NotFound, UpstreamFailed, ValidationFailed
+from aisoule.kit.time import iso_z, utcnow
+from aisoule.models import MessageTemplate, WhatsAppAccount
+from aisoule.runtime import Runtime
 from aisoule.templates.repository import TemplateRepository
+from aisoule.templates.schemas import TemplateCreate
+from aisoule.whatsapp import template_params
+from aisoule.whatsapp.provider import (
+    MetaAPIError,
+    ProviderUnavailable,
+    SendOutcomeUnknown,
+    WhatsAppError,
+)
+
+log = structlog.get_logger(__name__)
+
+STATUSES = frozenset(
+    {
+        "APPROVED",
+        "PENDING",
+        "REJECTED",
+        "PAUSED",
+        "DISABLED",
+        "IN_APPEAL",
+        "PENDING_DELETION",
+        "DELETED",
+        "LIMIT_EXCEEDED",
+        "ARCHIVED",
+        "FLAGGED",
+    }
+)
+# Webhook events that are not a status of their own.
+_EVENT_STATUS = {"REINSTATED": "APPROVED", "UNPAUSED": "APPROVED"}
+_KINDS = ("HEADER", "BODY", "FOOTER", "BUTTONS")
+_HEADER_FORMATS = ("TEXT", "IMAGE", "VIDEO", "DOCUMENT", "LOCATION")
+_BUTTON_TYPES = (
+    "QUICK_REPLY",
+    "URL",
+    "PHONE_NUMBER",
+    "COPY_CODE",
+    "OTP",
+    "FLOW",
+    "MPM",
+    "CATALOG",
+    "VOICE_CALL",
+)
+_NAMED = re.compile(r"^[a-z_][a-z0-9_]*$")
+_ANY_PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
+_META_FIELDS = "id,name,language,status,category,components,parameter_format,rejected_reason"
+
+
+# -- reading ------------------------------------------------------------------------------------
 
 
 async def list_page(
-    session: AsyncSession, workspace_id: uuid.UUID, *, limit: int, offset: int
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    *,
+    limit: int,
+    offset: int,
+    status: str | None = None,
+    name: str | None = None,
+    account_id: str | None = None,
 ) -> tuple[Sequence[MessageTemplate], int]:
-    repo = TemplateRepository(session)
-    rows = await repo.list_page(workspace_id, limit=limit, offset=offset)
-    return rows, await repo.count(workspace_id)
+    account: uuid.UUID | None = None
+    if account_id is not None:
+        account = _uuid(account_id)
+        if account is None:
+            raise ValidationFailed("account_id: is not a valid id", field="account_id")
+    return await TemplateRepository(session).search(
+        workspace_id,
+        limit=limit,
+        offset=offset,
+        status=status.upper() if status else None,
+        name=name or None,
+        account_id=account,
+    )
+
+
+async def get(session: AsyncSession, workspace_id: uuid.UUID, template_id: str) -> MessageTemplate:
+    parsed = _uuid(template_id)
+    row = await TemplateRepository(session).get(workspace_id, parsed) if parsed else None
+    if row is None:
+        raise NotFound("Template not found", code="template_not_found")
+    return row
 
 
 def to_out(row: MessageTemplate) -> dict[str, object]:
     return {
         "id": str(row.id),
+        "account_id": str(row.account_id) if row.account_id else None,
+        "meta_id": row.meta_id,
         "name": row.name,
         "language": row.language,
         "category": row.category,
         "status": row.status,
+        "parameter_format": row.parameter_format,
+        "components": row.components,
+        "rejected_reason": row.rejected_reason,
         "created_at": iso_z(row.created_at),
         "updated_at": iso_z(row.updated_at),
     }
+
+
+# -- validation (before Meta sees it) -----------------------------------------------------------
+
+
+def check_components(
+    components: list[dict[str, Any]], parameter_format: str, category: str
+) -> list[dict[str, Any]]:
+    """Meta's rules that are cheap to check here; Meta's own answer takes seconds and names no
+    field. Answers the components with each ``type`` (and header ``format``) in upper case."""
+    if not components:
+        raise ValidationFailed("components: needs at least a BODY component", field="components")
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for i, comp in enumerate(components):
+        where = f"components[{i}]"
+        kind = str(comp.get("type", "")).upper()
+        if kind not in _KINDS:
+            raise ValidationFailed(
+                f"{where}.type: must be one of {', '.join(_KINDS)}", field=f"{where}.type"
+            )
+        if kind in seen:
+            raise ValidationFailed(
+                f"{where}.type: a template has at most one {kind} component"
+                + (" (exactly one BODY)" if kind == "BODY" else ""),
+                field=f"{where}.type",
+            )
+        seen.add(kind)
+        comp = {**comp, "type": kind}
+        if kind == "HEADER":
+            comp = _check_header(where, comp, parameter_format)
+        elif kind == "BODY":
+            _check_body(where, comp, parameter_format, category)
+        elif kind == "FOOTER":
+            _check_footer(where, comp)
+        else:
+            _check_buttons(where, comp)
+        out.append(comp)
+    if "BODY" not in seen:
+        raise ValidationFailed(
+            "components: exactly one BODY component is required", field="components"
+        )
+    return out
+
+
+def _text(where: str, comp: dict[str, Any], limit: int, *, required: bool = True) -> str:
+    text = comp.get("text")
+    if text is None and not required:
+        return ""
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationFailed(f"{where}.text: is required", field=f"{where}.text")
+    if len(text) > limit:
+        raise ValidationFailed(
+            f"{where}.text: at most {limit} characters ({len(text)} given)", field=f"{where}.text"
+        )
+    return text
+
+
+def _variables(where: str, text: str, parameter_format: str) -> list[str]:
+    """The distinct variables of a text, checked against the parameter format."""
+    field = f"{where}.text"
+    for raw in _ANY_PLACEHOLDER.findall(text):
+        if not re.fullmatch(r"\s*[A-Za-z0-9_]+\s*", raw):
+            raise ValidationFailed(
+                f"{field}: '{{{{{raw}}}}}' is not a valid variable (use {{{{1}}}} or "
+                "{{first_name}})",
+                field=field,
+            )
+    names = template_params.placeholders(text)
+    if not names:
+        return names
+    if parameter_format == "POSITIONAL":
+        named = [n for n in names if not n.isdigit()]
+        if named:
+            raise ValidationFailed(
+                f"{field}: {{{{{named[0]}}}}} is a named variable but parameter_format is "
+                "POSITIONAL; use {{1}}, {{2}}, ... or set parameter_format to NAMED",
+                field=field,
+            )
+        numbers = sorted(int(n) for n in names)
+        if numbers != list(range(1, len(numbers) + 1)):
+            raise ValidationFailed(
+                f"{field}: positional variables must be numbered {{{{1}}}} to "
+                f"{{{{{len(numbers)}}}}} without gaps (found "
+                + ", ".join("{{" + str(n) + "}}" for n in numbers)
+                + ")",
+                field=field,
+            )
+    else:
+        for n in names:
+            if not _NAMED.match(n):
+                raise ValidationFailed(
+                    f"{field}: {{{{{n}}}}} is not a valid named variable with parameter_format "
+                    "NAMED (lowercase letters, digits and underscores, not starting with a digit)",
+                    field=field,
+                )
+    return names
+
+
+def _example(comp: dict[str, Any]) -> dict[str, Any]:
+    example = comp.get("example")
+    return example if isinstance(example, dict) else {}
+
+
+def _check_positional_example(field: str, values: Any, count: int, nested: bool) -> None:
+    row = values[0] if nested and isinstance(values, list) and values else values
+    if (
+        not isinstance(row, list)
+        or len(row) != count
+        or not all(isinstance(v, str) and v.strip() for v in row)
+    ):
+        shape = "[[" + ", ".join(f'"example {i}"' for i in range(1, count + 1)) + "]]"
+        if not nested:
+            shape = shape[1:-1]
+        raise ValidationFailed(
+            f"{field}: every variable needs an example: give {count} non-empty example "
+            f"value(s), as {shape}",
+            field=field,
+        )
+
+
+def _check_named_example(field: str, values: Any, names: list[str]) -> None:
+    given: dict[str, Any] = {}
+    if isinstance(values, list):
+        for item in values:
+            if isinstance(item, dict):
+                given[str(item.get("param_name", ""))] = item.get("example")
+    missing = [n for n in names if not (isinstance(given.get(n), str) and given[n].strip())]
+    if missing:
+        raise ValidationFailed(
+            f"{field}: every variable needs an example; missing for "
+            + ", ".join("{{" + n + "}}" for n in missing)
+            + ' (give [{"param_name": "'
+            + missing[0]
+            + '", "example": "..."}])',
+            field=field,
+        )
+    extra = sorted(set(given) - set(names))
+    if extra:
+        raise ValidationFailed(
+            f"{field}: examples for variables the text does not have: {', '.join(extra)}",
+            field=field,
+        )
+
+
+def _check_header(where: str, comp: dict[str, Any], parameter_format: str) -> dict[str, Any]:
+    fmt = str(comp.get("format", "")).upper()
+    if fmt not in _HEADER_FORMATS:
+        raise ValidationFailed(
+            f"{where}.format: must be one of {', '.join(_HEADER_FORMATS)}",
+            field=f"{where}.format",
+        )
+    comp = {**comp, "format": fmt}
+    example = _example(comp)
+    if fmt == "TEXT":
+        text = _text(where, comp, 60)
+        names = _variables(where, text, parameter_format)
+        if len(names) > 1:
+            raise ValidationFailed(
+                f"{where}.text: a header has at most one variable ({len(names)} given)",
+                field=f"{where}.text",
+            )
+        if names and parameter_format == "POSITIONAL":
+            _check_positional_example(
+                f"{where}.example.header_text", example.get("header_text"), 1, nested=False
+            )
+        elif names:
+            _check_named_example(
+                f"{where}.example.header_text_named_params",
+                example.get("header_text_named_params"),
+                names,
+            )
+    elif fmt != "LOCATION":
+        handle = example.get("header_handle")
+        if (
+            not isinstance(handle, list)
+            or not handle
+            or not all(isinstance(h, str) and h for h in handle)
+        ):
+            raise ValidationFailed(
+                f"{where}.example.header_handle: a {fmt} header needs a sample media handle "
+                '(from the Resumable Upload API), as ["4::aW..."]',
+                field=f"{where}.example.header_handle",
+            )
+    return comp
+
+
+def _check_body(where: str, comp: dict[str, Any], parameter_format: str, category: str) -> None:
+    # Authentication templates carry Meta's fixed text: their BODY may have no text at all.
+    text = _text(where, comp, 1024, required=category != "AUTHENTICATION")
+    names = _variables(where, text, parameter_format)
+    if not names:
+        return
+    example = _example(comp)
+    if parameter_format == "POSITIONAL":
+        _check_positional_example(
+            f"{where}.example.body_text", example.get("body_text"), len(names), nested=True
+        )
+    else:
+        _check_named_example(
+            f"{where}.example.body_text_named_params",
+            example.get("body_text_named_params"),
+            names,
+        )
+
+
+def _check_footer(where: str, comp: dict[str, Any]) -> None:
+    text = _text(where, comp, 60)
+    if template_params.placeholders(text):
+        raise ValidationFailed(
+            f"{where}.text: a footer cannot have variables", field=f"{where}.text"
+        )
+
+
+def _check_buttons(where: str, comp: dict[str, Any]) -> None:
+    buttons = comp.get("buttons")
+    if not isinstance(buttons, list) or not 1 <= len(buttons) <= 10:
+        raise ValidationFailed(f"{where}.buttons: give 1 to 10 buttons", field=f"{where}.buttons")
+    for j, button in enumerate(buttons):
+        at = f"{where}.buttons[{j}]"
+        if not isinstance(button, dict):
+            raise ValidationFailed(f"{at}: must be an object", field=at)
+        kind = str(button.get("type", "")).upper()
+        if kind not in _BUTTON_TYPES:
+            raise ValidationFailed(
+                f"{at}.type: must be one of {', '.join(_BUTTON_TYPES)}", field=f"{at}.type"
+            )
+        if kind in ("QUICK_REPLY", "URL", "PHONE_NUMBER", "FLOW", "VOICE_CALL"):
+            _text(at, button, 25)
+        if kind == "PHONE_NUMBER" and not str(button.get("phone_number") or "").strip():
+            raise ValidationFailed(
+                f"{at}.phone_number: is required for a PHONE_NUMBER button",
+                field=f"{at}.phone_number",
+            )
+        if kind == "URL":
+            url = button.get("url")
+            if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+                raise ValidationFailed(f"{at}.url: an http(s) URL is required", field=f"{at}.url")
+            names = template_params.placeholders(url)
+            if names:
+                if names != ["1"] or not url.rstrip().endswith("}}"):
+                    raise ValidationFailed(
+                        f"{at}.url: a URL can have one variable, {{{{1}}}}, at its end",
+                        field=f"{at}.url",
+                    )
+                example = button.get("example")
+                if (
+                    not isinstance(example, list)
+                    or not example
+                    or not all(isinstance(e, str) and e for e in example)
+                ):
+                    raise ValidationFailed(
+                        f"{at}.example: every variable needs an example: give the full URL, as "
+                        '["https://example.com/order/123"]',
+                        field=f"{at}.example",
+                    )
+
+
+# -- talking to Meta ----------------------------------------------------------------------------
+
+
+def _meta_failed(exc: WhatsAppError, doing: str) -> Exception:
+    """Meta's refusal is the caller's to fix (422 with Meta's code); no answer is a 502."""
+    if isinstance(exc, MetaAPIError):
+        if exc.http_status >= 500:
+            return UpstreamFailed(f"Meta failed while {doing}: ({exc.code}) {exc.message}")
+        extra = "; ".join(x for x in (exc.title, exc.details) if x)
+        return ValidationFailed(
+            f"Meta refused {doing}: ({exc.code}"
+            + (f"/{exc.error_subcode}" if exc.error_subcode else "")
+            + f") {exc.message}"
+            + (f" — {extra}" if extra else ""),
+            code="meta_rejected",
+            details=[
+                {
+                    "field": None,
+                    "message": exc.message,
+                    "meta": {
+                        "code": exc.code,
+                        "error_subcode": exc.error_subcode,
+                        "title": exc.title,
+                        "details": exc.details,
+                    },
+                }
+            ],
+        )
+    if isinstance(exc, SendOutcomeUnknown):
+        return UpstreamFailed(
+            f"Meta did not answer while {doing}; it may have been done: run "
+            "POST /api/templates/sync to see"
+        )
+    return UpstreamFailed(f"Meta could not be reached while {doing}: {exc}")
+
+
+async def _sender(rt: Runtime, account: WhatsAppAccount) -> accounts.Sender:
+    try:
+        return await accounts.sender(rt, account)
+    except ProviderUnavailable as exc:
+        raise UpstreamFailed(str(exc)) from exc
+
+
+def _says_missing(exc: MetaAPIError) -> bool:
+    """Meta's answer to deleting a template it no longer has (not: an unknown WABA, subcode 33)."""
+    if exc.error_subcode == 33:
+        return False
+    text = " ".join(x for x in (exc.message, exc.title, exc.details) if x).lower()
+    return "not found" in text or "does not exist" in text
+
+
+def _reason(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if not text or text.upper() == "NONE" else text[:200]
+
+
+# -- writing ------------------------------------------------------------------------------------
+
+
+async def create(
+    session: AsyncSession, rt: Runtime, workspace_id: uuid.UUID, data: TemplateCreate
+) -> MessageTemplate:
+    components = check_components(data.components, data.parameter_format, data.category)
+    account = await accounts.for_sending(session, workspace_id, data.account_id)
+    repo = TemplateRepository(session)
+    if await repo.find(workspace_id, account.id, data.name, data.language) is not None:
+        raise _duplicate(data.name, data.language)
+    sender = await _sender(rt, account)
+    payload = {
+        "name": data.name,
+        "language": data.language,
+        "category": data.category,
+        "parameter_format": data.parameter_format,
+        "components": components,
+    }
+    try:
+        answer = await sender.provider.create_template(
+            sender.waba_id, payload, access_token=sender.access_token
+        )
+    except WhatsAppError as exc:
+        if isinstance(exc, MetaAPIError) and exc.error_subcode == 2388024:
+            raise _duplicate(data.name, data.language, at_meta=True) from exc
+        raise _meta_failed(exc, "the template") from exc
+    now = utcnow()
+    row = MessageTemplate(
+        id=uuid.uuid4(),
+        workspace_id=workspace_id,
+        account_id=account.id,
+        meta_id=str(answer["id"]) if answer.get("id") is not None else None,
+        name=data.name,
+        language=data.language,
+        category=str(answer.get("category") or data.category).upper(),
+        status=str(answer.get("status") or "PENDING").upper(),
+        parameter_format=data.parameter_format,
+        components=components,
+        rejected_reason=None,
+        created_at=now,
+        updated_at=now,
+    )
+    try:
+        async with session.begin_nested():
+            await repo.add(row)
+    except IntegrityError as exc:
+        raise _duplicate(data.name, data.language) from exc
+    log.info("template_created", template_id=str(row.id), meta_id=row.meta_id, name=row.name)
+    return row
+
+
+def _duplicate(name: str, language: str, *, at_meta: bool = False) -> Conflict:
+    where = (
+        "at Meta for this account's WABA (pull it with POST /api/templates/sync)"
+        if at_meta
+        else "on this account"
+    )
+    return Conflict(
+        f"name: a template '{name}' in {language} already exists {where}",
+        field="name",
+        code="template_exists",
+    )
+
+
+async def delete(
+    session: AsyncSession, rt: Runtime, workspace_id: uuid.UUID, template_id: str
+) -> uuid.UUID:
+    """At Meta first (this language's template only, by its id), then here."""
+    row = await get(session, workspace_id, template_id)
+    account = await accounts.get_by_id(session, row.account_id) if row.account_id else None
+    if account is not None:
+        sender = await _sender(rt, account)
+        try:
+            await sender.provider.delete_template(
+                sender.waba_id, row.name, hsm_id=row.meta_id, access_token=sender.access_token
+            )
+        except MetaAPIError as exc:
+            # Already gone at Meta (deleted in WhatsApp Manager): nothing left to undo there.
+            if not (exc.code == 100 and _says_missing(exc)):
+                raise _meta_failed(exc, "deleting the template") from exc
+        except WhatsAppError as exc:
+            raise _meta_failed(exc, "deleting the template") from exc
+    await TemplateRepository(session).delete(row)
+    return row.id
+
+
+async def sync(
+    session: AsyncSession, rt: Runtime, workspace_id: uuid.UUID, account_id: str | None
+) -> dict[str, int]:
+    """Make this account's rows what Meta holds for its WABA: every page, upsert by
+    (name, language), remove the rows Meta no longer has."""
+    account = await accounts.for_sending(session, workspace_id, account_id)
+    sender = await _sender(rt, account)
+    try:
+        remote = await sender.provider.list_templates(
+            sender.waba_id, access_token=sender.access_token, fields=_META_FIELDS, limit=100
+        )
+    except WhatsAppError as exc:
+        raise _meta_failed(exc, "listing the templates") from exc
+    repo = TemplateRepository(session)
+    local = {(r.name, r.language): r for r in await repo.of_account(workspace_id, account.id)}
+    created = updated = 0
+    seen: set[tuple[str, str]] = set()
+    now = utcnow()
+    for item in remote:
+        name, language = str(item.get("name") or ""), str(item.get("language") or "")
+        if not name or not language or (name, language) in seen:
+            continue
+        seen.add((name, language))
+        values: dict[str, Any] = {
+            "meta_id": str(item["id"]) if item.get("id") is not None else None,
+            "category": str(item.get("category") or "").upper() or "UTILITY",
+            "status": str(item.get("status") or "PENDING").upper(),
+            "parameter_format": str(item.get("parameter_format") or "POSITIONAL").upper(),
+            "components": item.get("components") or [],
+            "rejected_reason": _reason(item.get("rejected_reason")),
+        }
+        row = local.get((name, language))
+        if row is None:
+            await repo.add(
+                MessageTemplate(
+                    id=uuid.uuid4(),
+                    workspace_id=workspace_id,
+                    account_id=account.id,
+                    name=name,
+                    language=language,
+                    created_at=now,
+                    updated_at=now,
+                    **values,
+                )
+            )
+            created += 1
+            continue
+        changed = False
+        for key, value in values.items():
+            if key == "rejected_reason" and value is None and values["status"] == "REJECTED":
+                continue  # Meta's list leaves the reason out unless asked: keep the webhook's
+            if getattr(row, key) != value:
+                setattr(row, key, value)
+                changed = True
+        if changed:
+            row.updated_at = now
+            updated += 1
+    deleted = 0
+    for pair, row in local.items():
+        if pair not in seen:
+            await repo.delete(row)
+            deleted += 1
+    await session.flush()
+    return {"created": created, "updated": updated, "deleted": deleted}
+
+
+async def apply_status_update(session: AsyncSession, waba_id: str, value: dict[str, Any]) -> bool:
+    """Meta's ``message_template_status_update`` webhook (``value`` as Meta sends it): set the
+    status (and reason) of the matching rows. False when no row matches. The caller commits."""
+    event = str(value.get("event") or "").upper()
+    if not event:
+        return False
+    status = _EVENT_STATUS.get(event, event)
+    repo = TemplateRepository(session)
+    meta_id = value.get("message_template_id")
+    rows: Sequence[MessageTemplate] = await repo.by_meta_id(str(meta_id)) if meta_id else []
+    if not rows:
+        name = value.get("message_template_name")
+        language = value.get("message_template_language")
+        if not name or not language:
+            return False
+        found = await accounts.accounts_for_webhook(session, phone_number_id=None, waba_id=waba_id)
+        rows = await repo.by_name_language([a.id for a in found], str(name), str(language))
+    if not rows:
+        return False
+    reason = _reason(value.get("reason"))
+    info = value.get("other_info")
+    if reason is None and isinstance(info, dict):
+        reason = _reason(info.get("title") or info.get("description"))
+    now = utcnow()
+    for row in rows:
+        row.status = status
+        row.rejected_reason = reason if status != "APPROVED" else None
+        if meta_id and not row.meta_id:
+            row.meta_id = str(meta_id)
+        row.updated_at = now
+    await session.flush()
+    log.info("template_status", meta_id=meta_id, status=status, rows=len(rows))
+    return True
+
+
+def _uuid(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except (ValueError, AttributeError, TypeError):
+        return None
