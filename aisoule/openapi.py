@@ -52,6 +52,19 @@ def install(app: FastAPI) -> None:
         components = spec.setdefault("components", {}).setdefault("schemas", {})
         refs = {"api": _schema(ErrorEnvelope, components), "v1": _schema(ErrorV1, components)}
         for path, operations in spec.get("paths", {}).items():
+            if path.startswith("/webhooks"):
+                # Meta's webhooks: no key, no rate limit; signature, size and query errors.
+                for operation in operations.values():
+                    responses = operation.setdefault("responses", {})
+                    for code in ("400", "401", "403", "413", "503"):
+                        responses.setdefault(
+                            code,
+                            {
+                                "description": _ERRORS[code],
+                                "content": {"application/json": {"schema": refs["api"]}},
+                            },
+                        )
+                continue
             if not (path.startswith("/api") or path.startswith("/v1")):
                 continue
             ref = refs["v1" if path.startswith("/v1") else "api"]

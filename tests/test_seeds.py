@@ -82,9 +82,16 @@ def test_seed_000_endpoint_table_answers(ws: Workspace) -> None:
             r = c.get(path)
             assert r.status_code == 200, (path, r.text)
             assert r.json()["status"] == "success"
-        for name in ("templates", "campaigns", "accounts"):
+        for name in ("templates", "campaigns"):
             data = c.get(f"/api/{name}").json()["data"]
             assert data == {name: [], "total": 0, "page": 1, "per_page": 20}
+        # Every new workspace has its sandbox WhatsApp account from the first start.
+        accounts = c.get("/api/accounts").json()["data"]
+        assert accounts["total"] == 1 and accounts["accounts"][0]["provider"] == "emulator"
+        # POST /messages/send answers; a free-form text to someone who never wrote is refused
+        # before Meta sees it (tests/messages has the whole conversation).
+        r = c.post("/api/messages/send", json={"to": "+919876543210", "text": "Hello"})
+        assert r.status_code == 422 and r.json()["code"] == "outside_24h_window", r.text
 
 
 def test_seed_000_error_envelope(anon: httpx.Client) -> None:

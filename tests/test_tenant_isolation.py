@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from aisoule.config import normalize_database_url
 from aisoule.kit.time import utcnow
-from aisoule.models import Campaign, MessageTemplate, WhatsAppAccount
+from aisoule.models import Campaign, Message, MessageTemplate, WhatsAppAccount
 from tests.conftest import ALL_SCOPES, Workspace, signup
 from tests.servers import Server
 
@@ -37,6 +37,7 @@ class Tenant:
     cnt_ids: list[str] = field(default_factory=list)  # every contact, as /v1 knows it
     key_ids: list[str] = field(default_factory=list)
     listed: dict[str, set[str]] = field(default_factory=dict)  # templates, campaigns, accounts
+    message_ids: list[str] = field(default_factory=list)
 
     # Each surface's own kind of id, and one of the other kind (a cnt_ id on /api is a 404 too).
     def api_ids(self) -> list[str]:
@@ -55,8 +56,16 @@ ID_ROUTES: dict[tuple[str, str], Callable[[Tenant], list[str]]] = {
     ("DELETE", "/v1/contacts/{contact_id}"): Tenant.v1_ids,
     ("DELETE", "/api/api-keys/{key_id}"): lambda t: t.key_ids,
     ("GET", "/api/api-keys/{key_id}/usage"): lambda t: t.key_ids,
+    ("GET", "/api/accounts/{account_id}"): lambda t: sorted(t.listed["accounts"]),
+    ("PUT", "/api/accounts/{account_id}"): lambda t: sorted(t.listed["accounts"]),
+    ("DELETE", "/api/accounts/{account_id}"): lambda t: sorted(t.listed["accounts"]),
+    ("GET", "/api/templates/{template_id}"): lambda t: sorted(t.listed["templates"]),
+    ("DELETE", "/api/templates/{template_id}"): lambda t: sorted(t.listed["templates"]),
+    ("GET", "/api/messages/{message_id}"): lambda t: t.message_ids,
+    ("GET", "/v1/messages/{message_id}"): lambda t: t.message_ids,
 }
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("PUT", "/api/accounts/{account_id}"): {"name": "Hijacked", "is_default": True},
     ("PUT", "/api/contacts/{contact_id}"): {
         "name": "Hijacked",
         "tags": ["hijacked"],
@@ -101,6 +110,8 @@ def _seed_listings(server: Server, tenants: list[Tenant]) -> None:
                             WhatsAppAccount(
                                 id=uuid.uuid4(),
                                 workspace_id=ws_id,
+                                phone_number_id=f"77{t.n:03d}{i:02d}",
+                                waba_id=f"88{t.n:03d}",
                                 phone_number=f"+9198000{t.n:03d}{i:02d}",
                                 display_name=f"Shop {t.n}",
                                 status="connected",
@@ -109,12 +120,33 @@ def _seed_listings(server: Server, tenants: list[Tenant]) -> None:
                                 updated_at=now,
                             ),
                         ]
+                    sandbox = t.key.get("/api/accounts").json()["data"]["accounts"][0]["id"]
+                    message = Message(
+                        id=uuid.uuid4(),
+                        workspace_id=ws_id,
+                        account_id=uuid.UUID(sandbox),
+                        contact_id=int(t.cnt_ids[0][4:]),
+                        direction="outbound",
+                        type="text",
+                        phone="+919876543210",
+                        payload={"type": "text", "text": {"body": "secret"}},
+                        preview="secret",
+                        status="read",
+                        status_rank=6,
+                        attempts=1,
+                        created_at=now,
+                        updated_at=now,
+                    )
                     session.add_all(rows)
                     t.listed = {
                         "templates": {str(r.id) for r in rows if isinstance(r, MessageTemplate)},
                         "campaigns": {str(r.id) for r in rows if isinstance(r, Campaign)},
-                        "accounts": {str(r.id) for r in rows if isinstance(r, WhatsAppAccount)},
+                        "accounts": {str(r.id) for r in rows if isinstance(r, WhatsAppAccount)}
+                        | {sandbox},
                     }
+                    t.message_ids = [str(message.id)]
+                    await session.flush()
+                    session.add(message)
                 await session.commit()
         finally:
             await engine.dispose()
@@ -166,6 +198,9 @@ def _snapshot(t: Tenant) -> dict[str, Any]:
             (k["id"], k["name"], k["status"], k["revoked_at"], tuple(k["scopes"])) for k in keys
         ),
         "total": c.get("/api/contacts").json()["data"]["total"],
+        "accounts": c.get("/api/accounts", params={"per_page": 100}).json()["data"],
+        "templates": c.get("/api/templates", params={"per_page": 100}).json()["data"],
+        "messages": c.get("/api/messages", params={"per_page": 100}).json()["data"],
     }
 
 

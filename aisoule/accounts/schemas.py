@@ -5,6 +5,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 _ID = r"^[0-9]{1,32}$"
+# Tokens and secrets travel in HTTP headers: printable ASCII without spaces, nothing else.
+_SECRET = r"^[\x21-\x7e]+$"
 
 
 class AccountOut(BaseModel):
@@ -47,12 +49,22 @@ class AccountCreate(BaseModel):
     name: str = Field(default="", max_length=200)
     phone_number_id: str = Field(pattern=_ID, description="Meta's phone number id")
     waba_id: str = Field(pattern=_ID, description="The WhatsApp Business Account id")
-    access_token: str = Field(min_length=1, max_length=4096, description="A system user token")
+    access_token: str = Field(
+        min_length=1, max_length=4096, pattern=_SECRET, description="A system user token"
+    )
     app_secret: str | None = Field(
-        default=None, min_length=1, max_length=256, description="Verifies Meta's webhooks"
+        default=None,
+        min_length=1,
+        max_length=256,
+        pattern=_SECRET,
+        description="Verifies Meta's webhooks",
     )
     verify_token: str | None = Field(
-        default=None, min_length=1, max_length=256, description="For the webhook handshake"
+        default=None,
+        min_length=1,
+        max_length=256,
+        pattern=_SECRET,
+        description="For the webhook handshake",
     )
     throughput: int = Field(default=80, ge=1, le=1000, description="Messages per second")
     is_default: bool | None = None
@@ -63,9 +75,9 @@ class AccountUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, max_length=200)
-    access_token: str | None = Field(default=None, min_length=1, max_length=4096)
-    app_secret: str | None = Field(default=None, min_length=1, max_length=256)
-    verify_token: str | None = Field(default=None, min_length=1, max_length=256)
+    access_token: str | None = Field(default=None, min_length=1, max_length=4096, pattern=_SECRET)
+    app_secret: str | None = Field(default=None, min_length=1, max_length=256, pattern=_SECRET)
+    verify_token: str | None = Field(default=None, min_length=1, max_length=256, pattern=_SECRET)
     throughput: int | None = Field(default=None, ge=1, le=1000)
     is_default: Literal[True] | None = None
 
