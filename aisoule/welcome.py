@@ -27,7 +27,14 @@ Next, in another terminal:
   curl -X POST {base}/v1/contacts -H "Authorization: Bearer $KEY" -H 'Content-Type: application/json' \\
     -d '{{"phone": "918856879188", "first_name": "Priya", "tags": ["Lead"]}}'
 
-API docs: {base}/docs     Stop: Ctrl+C
+  # 4. WhatsApp without Meta: your sandbox number (phone_number_id), a customer writes, you answer
+  curl -H "X-API-Key: $KEY" {base}/api/accounts
+  curl -X POST {base}/emulator/_emulator/inbound -H 'Content-Type: application/json' \\
+    -d '{{"phone_number_id": "<from above>", "from": "919876543210", "name": "Priya", "text": "Hi!"}}'
+  curl -X POST {base}/api/messages/send -H "X-API-Key: $KEY" -H 'Content-Type: application/json' \\
+    -d '{{"to": "+919876543210", "text": {{"body": "Hello Priya!"}}}}'
+
+API docs: {base}/docs     Guide: README.md     Stop: Ctrl+C
 """
     )
 
