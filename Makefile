@@ -50,6 +50,8 @@ fuzz: $(VENV)/.installed-dev
 
 bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.webhooks --write
+	$(BIN)/python -m bench.send --write
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

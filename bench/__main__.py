@@ -28,6 +28,7 @@ from bench.env import (
     code_state,
     machine_info,
 )
+from bench.mdsection import keep_sections
 from bench.pgbench_run import PgbenchResult, find_pgbench, run_pgbench
 from bench.server import Server, http_json
 from bench.wrk_run import WrkResult, ensure_wrk, run_wrk
@@ -358,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
     full = not args.only and totals["contacts"] >= 1_000_000
     if args.doc or (args.doc is None and full):
         DOC_PATH.parent.mkdir(parents=True, exist_ok=True)
-        DOC_PATH.write_text(report.markdown(results))
+        DOC_PATH.write_text(keep_sections(report.markdown(results)))
         print(f"\nwrote {DOC_PATH.relative_to(DOC_PATH.parent.parent)}")
     elif args.doc is None:
         print("\nnot writing docs/benchmarks.md for a partial or small run (--doc forces it)")

@@ -108,6 +108,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--rate", type=float, default=100.0, help="requests per second (100)")
     p.add_argument("--duration", type=int, default=20, help="seconds per run (20)")
+    p.add_argument("--write", action="store_true", help="write its docs/benchmarks.md section")
     args = p.parse_args()
     cfg = _config(args)
     os.environ.update(
@@ -176,6 +177,14 @@ def main() -> None:
             f"{_percentile(values, 99):.1f} ms | {max(values):.1f} ms |"
         )
     print("\n".join(lines))
+    if args.write:
+        from bench.mdsection import write_section
+
+        write_section(
+            "send",
+            "## Latency of POST /api/messages/send\n\nTarget: p99 under 30 ms.\n\n"
+            + "\n".join(lines),
+        )
     if ok < len(sends) * 0.99:
         sys.exit("fewer than 99% of the sends were accepted: see bench/results/send-server.log")
 
