@@ -6,6 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 MessageType = Literal["text", "template", "image", "document", "audio", "video", "interactive"]
 MEDIA_TYPES = ("image", "document", "audio", "video")
+INTERACTIVE_TYPES = frozenset({"button", "list", "cta_url", "flow", "product", "product_list"})
 
 
 class TextPayload(BaseModel):
@@ -86,6 +87,33 @@ class MessageSend(BaseModel):
     audio: MediaPayload | None = None
     video: MediaPayload | None = None
     interactive: dict[str, Any] | None = None
+
+    @field_validator("interactive")
+    @classmethod
+    def _interactive(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """The shape Meta requires of every interactive message (the rest is Meta's to judge)."""
+        if value is None:
+            return value
+        kind = value.get("type")
+        if kind not in INTERACTIVE_TYPES:
+            raise ValueError(f"type must be one of {', '.join(sorted(INTERACTIVE_TYPES))}")
+        body = value.get("body")
+        if kind not in ("product",) and not (
+            isinstance(body, dict) and isinstance(body.get("text"), str) and body["text"].strip()
+        ):
+            raise ValueError("body.text is required")
+        action = value.get("action")
+        if not isinstance(action, dict):
+            raise ValueError("action is required")
+        if kind == "button":
+            buttons = action.get("buttons")
+            if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+                raise ValueError("action.buttons must hold 1 to 3 reply buttons")
+        if kind == "list":
+            sections = action.get("sections")
+            if not isinstance(sections, list) or not 1 <= len(sections) <= 10:
+                raise ValueError("action.sections must hold 1 to 10 sections")
+        return value
 
     @model_validator(mode="after")
     def _payload_matches_type(self) -> MessageSend:

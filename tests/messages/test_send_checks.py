@@ -83,3 +83,18 @@ def test_scope_is_needed(ws: Any) -> None:
     with ws.client(key["key"]) as c:
         r = c.post("/api/messages/send", json={"to": CUSTOMER, "text": {"body": "x"}})
         assert r.status_code == 403 and "messages:send" in r.text
+
+
+def test_interactive_shape_is_checked(api: httpx.Client) -> None:
+    for interactive, words in (
+        ({"type": "carousel"}, "type must be one of"),
+        ({"type": "button", "action": {"buttons": []}}, "body.text"),
+        ({"type": "button", "body": {"text": "Pick"}, "action": {"buttons": []}}, "1 to 3"),
+        ({"type": "list", "body": {"text": "Pick"}}, "action is required"),
+    ):
+        r = api.post(
+            "/api/messages/send",
+            json={"to": CUSTOMER, "type": "interactive", "interactive": interactive},
+        )
+        assert r.status_code == 422, r.text
+        assert "interactive" in r.text and words in r.text, r.text
