@@ -112,6 +112,8 @@ async def _worker(settings: Any) -> None:
     finally:
         await background.stop()
         await rt.providers.close()
+        if rt.pacer is not None:
+            await rt.pacer.close()
         await engine.dispose()
 
 

@@ -119,6 +119,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if emulator_app is not None:
                 await emulator_app.state.emulator.close()
             await rt.providers.close()
+            if rt.pacer is not None:
+                await rt.pacer.close()
             runtime.install(None)
             tasks = list(app.state.background_tasks)
             if tasks:

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aisoule.config import Settings
 from aisoule.kit.crypto import derive_key
+from aisoule.whatsapp.pacing import Pacer
 from aisoule.whatsapp.pool import ProviderPool
 
 
@@ -25,6 +26,7 @@ class Runtime:
     # Credentials of the emulator's sandbox (AISOULE_EMULATOR_ACCESS_TOKENS / _APP_SECRET).
     sandbox_token: str | None = None
     sandbox_app_secret: str | None = None
+    pacer: Pacer | None = None  # per sender number throughput (None: no pacing)
 
 
 def sealing_key(secret: str) -> bytes:
@@ -49,6 +51,7 @@ def build(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) ->
         lookup_key=lookup_key(secret),
         sandbox_token=tokens[0] if tokens else None,
         sandbox_app_secret=emu.app_secret,
+        pacer=Pacer(settings.redis_url),
     )
 
 

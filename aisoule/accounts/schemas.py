@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 _ID = r"^[0-9]{1,32}$"
 # Tokens and secrets travel in HTTP headers: printable ASCII without spaces, nothing else.
-_SECRET = r"^[\x21-\x7e]+$"
+_SECRET = r"^[\x21-\x7e]+$"  # noqa: S105 - a pattern, not a secret
 
 
 class AccountOut(BaseModel):

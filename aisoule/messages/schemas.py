@@ -156,6 +156,7 @@ class MessageOut(BaseModel):
     content: dict[str, Any]
     preview: str | None
     error: ErrorOut | None
+    attempts: int = Field(description="Sends to Meta so far (retryable errors are retried)")
     statuses: list[StatusOut] | None = None
     created_at: str
     updated_at: str

@@ -291,6 +291,8 @@ async def deliver(rt: Runtime, message_id: uuid.UUID) -> None:
     if message is None or account is None:  # pragma: no cover - deleted meanwhile
         return
     outcome: Any
+    if rt.pacer is not None:
+        await rt.pacer.acquire(account.phone_number_id, account.throughput)
     try:
         sender = await accounts.sender(rt, account)
         outcome = await sender.provider.send_message(
@@ -313,6 +315,7 @@ async def deliver(rt: Runtime, message_id: uuid.UUID) -> None:
             )
         else:
             message.wamid = outcome.message_id
+            message.error = None  # an earlier attempt's retryable error is history now
             await _set_status(session, message, st.ACCEPTED, utcnow())
         await session.commit()
         await queue.flush_after_commit(session)
@@ -592,6 +595,7 @@ def to_out(message: Message, statuses: list[dict[str, Any]] | None = None) -> di
         },
         "preview": message.preview,
         "error": message.error,
+        "attempts": message.attempts,
         "created_at": iso_z(message.created_at),
         "updated_at": iso_z(message.updated_at),
     }

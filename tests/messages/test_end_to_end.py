@@ -181,3 +181,34 @@ def test_external_workers_on_redis_streams(external: Server) -> None:
     key = r.json()["data"]["api_key"]["key"]
     with httpx.Client(base_url=external.url, headers={"X-API-Key": key}, timeout=30) as api:
         conversation(external, api)
+
+
+def test_sends_are_paced_to_the_numbers_throughput(server: Server, api: httpx.Client) -> None:
+    """With the emulator (Meta) allowing 2 messages/s for the number and the account set to 2/s,
+    six messages sent at once all go through on their first attempt: no 130429."""
+    account = sandbox(api)
+    number = account["phone_number_id"]
+    emulator = f"{server.url}/emulator/_emulator/config"
+    before = httpx.get(emulator).json()["throughput_per_second"]
+    r = api.put(f"/api/accounts/{account['id']}", json={"throughput": 2})
+    assert r.status_code == 200, r.text
+    assert httpx.post(emulator, json={"throughput_per_second": 2}).status_code == 200
+    try:
+        customer_writes(server, number, "Send me everything")
+        wait_for(lambda: "Send me everything" in inbound_texts(api), "the inbound message")
+        ids = []
+        for i in range(6):
+            r = api.post(
+                "/api/messages/send",
+                json={"to": "+" + CUSTOMER, "text": {"body": f"part {i}"}},
+            )
+            assert r.status_code == 202, r.text
+            ids.append(r.json()["data"]["message"]["id"])
+        for message_id in ids:
+            msg = wait_for(
+                lambda m=message_id: (x := message(api, m))["status"] == "read" and x,
+                "every part to be read",
+            )
+            assert msg["error"] is None and msg["attempts"] == 1, msg
+    finally:
+        httpx.post(emulator, json={"throughput_per_second": before})
