@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aisoule.contacts.repository import ContactRepository, CountKey, Row
+from aisoule.contacts.repository import ContactRepository, Row, counts_of
 from aisoule.contacts.schemas import (
     ContactCreateApi,
     ContactUpdateApi,
@@ -72,13 +71,6 @@ def _parse_uuid(value: str) -> uuid.UUID | None:
         return None
 
 
-def _counts_of(row: Mapping[Any, Any], sign: int) -> Counter[CountKey]:
-    deltas: Counter[CountKey] = Counter({("all", ""): sign, ("stage", row["stage"]): sign})
-    for tag in row["tags"]:
-        deltas[("tag", tag)] += sign
-    return deltas
-
-
 def _merge_custom_fields(current: Mapping[Any, Any], incoming: Mapping[Any, Any]) -> dict[str, Any]:
     merged = dict(current)
     for key, value in incoming.items():
@@ -92,7 +84,9 @@ def _merge_custom_fields(current: Mapping[Any, Any], incoming: Mapping[Any, Any]
 async def _insert(
     session: AsyncSession, workspace_id: uuid.UUID, phone: str, fields: dict[str, Any]
 ) -> Row | None:
-    repo = ContactRepository(session)
+    stage = fields.get("stage")
+    if stage is not None:
+        stage = await workspace_service.resolve_stage(session, workspace_id, stage)
     now = utcnow()
     values = {
         "uuid": uuid.uuid4(),
@@ -101,18 +95,15 @@ async def _insert(
         "first_name": fields.get("first_name"),
         "last_name": fields.get("last_name"),
         "email": fields.get("email"),
-        "stage": await workspace_service.resolve_stage(session, workspace_id, fields.get("stage")),
+        "stage": stage,  # None: the workspace's first stage, which the insert itself reads
         "tags": fields.get("tags") or [],
         "custom_fields": _merge_custom_fields({}, fields.get("custom_fields") or {}),
         "created_at": now,
         "updated_at": now,
     }
-    row = await repo.insert(values)
-    if row is None:
-        return None
-    await repo.set_tags(workspace_id, row["id"], (), row["tags"])
-    await repo.adjust_counts(workspace_id, _counts_of(row, +1))
-    return row
+    return await ContactRepository(session).insert_counted(
+        values, fallback_stage=workspace_service.DEFAULT_STAGES[0]
+    )
 
 
 async def _apply(
@@ -140,23 +131,13 @@ async def _apply(
     if "phone" in changes:
         try:
             async with session.begin_nested():
-                row = await repo.update(existing["id"], changes)
+                return await repo.update_counted(workspace_id, existing, changes)
         except IntegrityError:
             raise Conflict(
                 "phone_number: another contact in this workspace has this phone number",
                 field="phone_number",
             ) from None
-    else:
-        row = await repo.update(existing["id"], changes)
-    if "tags" in changes:
-        old, new = set(existing["tags"]), set(row["tags"])
-        await repo.set_tags(
-            workspace_id, row["id"], old - new, [t for t in row["tags"] if t not in old]
-        )
-    deltas = _counts_of(row, +1)
-    deltas.update(_counts_of(existing, -1))
-    await repo.adjust_counts(workspace_id, deltas)
-    return row
+    return await repo.update_counted(workspace_id, existing, changes)
 
 
 async def upsert_v1(
@@ -221,7 +202,7 @@ async def _delete(session: AsyncSession, workspace_id: uuid.UUID, existing: Row 
         raise NotFound(CONTACT_NOT_FOUND, code="contact_not_found")
     repo = ContactRepository(session)
     await repo.delete(existing["id"])
-    await repo.adjust_counts(workspace_id, _counts_of(existing, -1))
+    await repo.adjust_counts(workspace_id, counts_of(existing, -1))
     return existing
 
 
