@@ -7,8 +7,8 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import structlog
-from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
 
 from aisoule.api_keys import service as api_key_service
 from aisoule.auth import service
@@ -91,13 +91,27 @@ async def _rate_limit(request: Request, principal: Principal) -> None:
         )
 
 
-async def authenticate(
-    request: Request,
-    session: DBSession,
-    header_key: Annotated[str | None, Security(api_key_header)],
-    bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
-    cookie_token: Annotated[str | None, Security(session_cookie)],
-) -> Principal:
+def _credentials(request: Request) -> tuple[str | None, str | None]:
+    """(API key, session token) as the documented security schemes read them (see SECURITY)."""
+    headers = request.headers
+    key = headers.get("x-api-key") or None  # APIKeyHeader: an empty header is no header
+    authorization = headers.get("authorization")
+    if key is None and authorization is not None:
+        # HTTPBearer's reading: "<scheme> <credentials>", the scheme case-insensitive.
+        scheme, _, credentials = authorization.partition(" ")
+        credentials = credentials.strip()
+        if not (scheme and credentials) or scheme.lower() != "bearer":
+            raise Unauthorized(
+                "Authorization header must be 'Bearer <api key>'", code="invalid_authorization"
+            )
+        key = credentials
+    return key, request.cookies.get(SESSION_COOKIE) or None
+
+
+async def authenticate(request: Request, session: DBSession) -> Principal:
+    """Who is calling. The credentials are read here rather than by the three FastAPI security
+    scheme dependencies (each one more dependency to solve on every request); the OpenAPI document
+    still lists those schemes for every operation that depends on this (see aisoule.openapi)."""
     if any(name in request.query_params for name in _QUERY_KEY_NAMES):
         # Refused even beside valid credentials: a key in a URL leaks into logs and histories.
         raise Unauthorized(
@@ -105,14 +119,7 @@ async def authenticate(
             "(and rotate a key that was sent in a URL)",
             code="api_key_in_query",
         )
-    authorization = request.headers.get("authorization")
-    key = header_key
-    if key is None and authorization is not None:
-        if bearer_credentials is None:
-            raise Unauthorized(
-                "Authorization header must be 'Bearer <api key>'", code="invalid_authorization"
-            )
-        key = bearer_credentials.credentials
+    key, cookie_token = _credentials(request)
     if key is not None:
         principal, due = await service.principal_from_key(
             session,
@@ -146,6 +153,12 @@ async def authenticate(
         code="unauthorized",
     )
 
+
+# The schemes `authenticate` accepts, for the OpenAPI document: operations that depend on it list
+# them (aisoule.openapi adds them; FastAPI would only if each were a dependency of its own).
+SECURITY = (api_key_header, bearer, session_cookie)
+AUTHENTICATES = "__aisoule_authenticates__"
+setattr(authenticate, AUTHENTICATES, True)
 
 AnyPrincipal = Annotated[Principal, Depends(authenticate)]
 
