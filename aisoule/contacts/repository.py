@@ -130,20 +130,29 @@ _PG_INSERT = (
     f") SELECT {_PG_COLUMNS} FROM ins"
 )
 # The rest of an update after the UPDATE itself: $1 the contact id, $2 the workspace, $3 tags
-# removed, $4 tags added, $5 the counter shard, $6/$7/$8 the counter deltas (kind, key, n).
+# removed, $4 tags added, $5 the counter shard, $6/$7/$8 the counter deltas (kind, key, n). Every
+# write is joined to `upd`: when the UPDATE matched no row (a version check failed), nothing is
+# written and no row comes back.
 _PG_UPDATE_REST = (
     "), untagged AS ("  # noqa: S608
     " DELETE FROM contact_tags WHERE contact_id = $1 AND tag = ANY($3::varchar[])"
+    " AND EXISTS (SELECT FROM upd)"
     "), tagged AS ("
     " INSERT INTO contact_tags (contact_id, tag, workspace_id)"
-    " SELECT $1, t.tag, $2 FROM unnest($4::varchar[]) AS t(tag)"
+    " SELECT $1, t.tag, $2 FROM upd CROSS JOIN unnest($4::varchar[]) AS t(tag)"
     "), counted AS ("
     " INSERT INTO contact_counts (workspace_id, kind, key, shard, n)"
     " SELECT $2, d.kind, d.key, $5, d.n"
-    " FROM unnest($6::varchar[], $7::varchar[], $8::bigint[]) AS d(kind, key, n)"
+    " FROM upd CROSS JOIN unnest($6::varchar[], $7::varchar[], $8::bigint[]) AS d(kind, key, n)"
     ' ORDER BY d.kind COLLATE "C", d.key COLLATE "C"'
     f" {_PG_COUNTS_UPSERT}"
     f") SELECT {_PG_COLUMNS} FROM upd"
+)
+# The contact by phone with its row version (xmin: every write of the row makes a new version),
+# for an update that checks the version instead of holding a lock (ContactRepository.update_counted).
+_PG_BY_PHONE_VERSIONED = (
+    f"SELECT {_PG_COLUMNS}, xmin AS version FROM contacts "  # noqa: S608
+    "WHERE workspace_id = $1 AND phone = $2"
 )
 _UPDATABLE = (
     "phone",
@@ -158,11 +167,14 @@ _UPDATABLE = (
 _JSON_COLUMNS = frozenset({"tags", "custom_fields"})
 
 
-def _pg_update(columns: Sequence[str]) -> str:
-    """UPDATE of these columns (parameters from $9 on) and the tag and counter writes with it."""
-    sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(columns, 9))
+def _pg_update(columns: Sequence[str], *, versioned: bool) -> str:
+    """UPDATE of these columns (parameters from $9 on, or $10 after the row version $9) and the
+    tag and counter writes with it."""
+    first = 10 if versioned else 9
+    sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(columns, first))
+    where = "id = $1 AND xmin = $9::xid" if versioned else "id = $1"
     return (
-        f"WITH upd AS (UPDATE contacts SET {sets} WHERE id = $1 RETURNING {_PG_COLUMNS}"  # noqa: S608
+        f"WITH upd AS (UPDATE contacts SET {sets} WHERE {where} RETURNING {_PG_COLUMNS}"  # noqa: S608
         + _PG_UPDATE_REST
     )
 
@@ -332,16 +344,19 @@ class ContactRepository:
 
     # --- writes ---
 
-    async def insert_counted(self, values: dict[str, Any], *, fallback_stage: str) -> Row | None:
+    async def insert_counted(
+        self, values: dict[str, Any], *, fallback_stage: str, in_transaction: bool = True
+    ) -> Row | None:
         """Insert a contact with its contact_tags rows and +1 on its counters, atomically.
 
         A None ``values["stage"]`` is the workspace's first stage (``fallback_stage`` when it has
         none), read by the insert itself. None when the workspace already has a contact with this
-        phone: then nothing is written.
+        phone: then nothing is written. With ``in_transaction=False`` a PostgreSQL session that has
+        no transaction open yet does not open one: the single statement commits by itself.
         """
         if self.dialect == "postgresql":
             # One statement, one round trip (see _PG_INSERT).
-            driver = await driver_connection(self.session, in_transaction=True)
+            driver = await driver_connection(self.session, in_transaction=in_transaction)
             record: Row | None = await driver.fetchrow(
                 _PG_INSERT,
                 values["uuid"],
@@ -381,12 +396,34 @@ class ContactRepository:
             await self.adjust_counts(workspace_id, counts_of(row, +1))
         return row
 
+    @property
+    def versioned_updates(self) -> bool:
+        """Whether get_by_phone_versioned and update_counted(version=...) are available: an update
+        checked against the row version read, without a lock or a transaction (PostgreSQL)."""
+        return self.dialect == "postgresql"
+
+    async def get_by_phone_versioned(self, workspace_id: uuid.UUID, phone: str) -> Row | None:
+        """The contact with this phone and its row version (``version``), without a lock."""
+        driver = await driver_connection(self.session)
+        record: Row | None = await driver.fetchrow(_PG_BY_PHONE_VERSIONED, workspace_id, phone)
+        return record
+
     async def update_counted(
-        self, workspace_id: uuid.UUID, existing: Row, changes: dict[str, Any]
-    ) -> Row:
-        """Apply ``changes`` to the (locked) contact ``existing``, with its contact_tags rows and
-        counters, atomically. A phone taken by another contact raises IntegrityError (SQLAlchemy
-        path: the caller changing a phone runs this in a savepoint)."""
+        self,
+        workspace_id: uuid.UUID,
+        existing: Row,
+        changes: dict[str, Any],
+        *,
+        version: int | None = None,
+    ) -> Row | None:
+        """Apply ``changes`` to the contact ``existing``, with its contact_tags rows and counters,
+        atomically; the updated row.
+
+        ``existing`` must be locked (get_by_*(for_update=True)), or, on PostgreSQL, be read with
+        its ``version`` (get_by_phone_versioned) and that version passed: then nothing is written
+        and None comes back when the row changed since (the caller reads it again). A phone taken
+        by another contact raises IntegrityError (SQLAlchemy path: the caller changing a phone runs
+        this in a savepoint)."""
         old_tags = existing["tags"]
         new_tags = changes.get("tags", old_tags)
         removed = [t for t in old_tags if t not in new_tags]
@@ -396,13 +433,16 @@ class ContactRepository:
         contact_id = existing["id"]
         if self.dialect == "postgresql" and "phone" not in changes:
             # One statement, one round trip (a phone change keeps the path that raises
-            # IntegrityError, which the caller turns into a 409).
+            # IntegrityError, which the caller turns into a 409). Unversioned, it runs in the
+            # session's transaction, which holds the row lock; versioned, it is atomic by itself.
             items = sorted((k, d) for k, d in deltas.items() if d)
             columns = [c for c in _UPDATABLE if c in changes]
             args = [_json(changes[c]) if c in _JSON_COLUMNS else changes[c] for c in columns]
-            driver = await driver_connection(self.session, in_transaction=True)
-            record: Row = await driver.fetchrow(
-                _pg_update(columns),
+            if version is not None:
+                args.insert(0, version)
+            driver = await driver_connection(self.session, in_transaction=version is None)
+            record: Row | None = await driver.fetchrow(
+                _pg_update(columns, versioned=version is not None),
                 contact_id,
                 workspace_id,
                 removed,
@@ -414,6 +454,8 @@ class ContactRepository:
                 *args,
             )
             return record
+        if version is not None:
+            raise ValueError("versioned updates are for PostgreSQL, without a phone change")
         row = await self.update(contact_id, changes)
         await self.set_tags(workspace_id, contact_id, removed, added)
         await self.adjust_counts(workspace_id, deltas)
