@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import structlog
 from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule.api_keys import service as api_key_service
 from aisoule.auth import service
@@ -21,6 +22,7 @@ from aisoule.ratelimit.limiter import LimiterUnavailable, Policy
 from aisoule.users import service as user_service
 
 log = structlog.get_logger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 SESSION_COOKIE = "aisoule_session"
 CSRF_COOKIE = "csrf_token"
@@ -109,6 +111,17 @@ def _credentials(request: Request) -> tuple[str | None, str | None]:
 
 
 async def authenticate(request: Request, session: DBSession) -> Principal:
+    """Who is calling: authenticated (and counted against its rate limit) once per request,
+    whichever dependency asks first (FastAPI's cache only covers ``Depends(authenticate)``; the
+    dependencies that already have the session call this directly: one dependency fewer to solve).
+    """
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is not None:
+        return principal
+    return await _authenticate(request, session)
+
+
+async def _authenticate(request: Request, session: AsyncSession) -> Principal:
     """Who is calling. The credentials are read here rather than by the three FastAPI security
     scheme dependencies (each one more dependency to solve on every request); the OpenAPI document
     still lists those schemes for every operation that depends on this (see aisoule.openapi)."""
@@ -154,17 +167,28 @@ async def authenticate(request: Request, session: DBSession) -> Principal:
     )
 
 
-# The schemes `authenticate` accepts, for the OpenAPI document: operations that depend on it list
-# them (aisoule.openapi adds them; FastAPI would only if each were a dependency of its own).
+# The schemes `authenticate` accepts, for the OpenAPI document: operations that depend on a
+# function marked with AUTHENTICATES list them (aisoule.openapi adds them; FastAPI would only if
+# each scheme were a dependency of its own).
 SECURITY = (api_key_header, bearer, session_cookie)
 AUTHENTICATES = "__aisoule_authenticates__"
-setattr(authenticate, AUTHENTICATES, True)
+
+
+def authenticates(fn: F) -> F:
+    """Mark a dependency that authenticates (calls authenticate)."""
+    setattr(fn, AUTHENTICATES, True)
+    return fn
+
+
+authenticates(authenticate)
 
 AnyPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
-def require(*scopes: Scope) -> Callable[[Principal], Awaitable[Principal]]:
-    async def check(principal: AnyPrincipal) -> Principal:
+def require(*scopes: Scope) -> Callable[[Request, AsyncSession], Awaitable[Principal]]:
+    @authenticates
+    async def check(request: Request, session: DBSession) -> Principal:
+        principal = await authenticate(request, session)
         missing = [s.value for s in scopes if s.value not in principal.scopes]
         if missing:
             raise Forbidden(
