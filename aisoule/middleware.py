@@ -25,6 +25,12 @@ HTML_CSP = (
 )
 
 
+# Added to every response (unless the response set them itself).
+_ALWAYS = [(b"x-content-type-options", b"nosniff"), (b"referrer-policy", b"no-referrer")]
+_HSTS = (b"strict-transport-security", b"max-age=63072000; includeSubDomains")
+_HTML_ONLY = [(b"content-security-policy", HTML_CSP.encode()), (b"x-frame-options", b"DENY")]
+
+
 def _is_json(content_type: str) -> bool:
     media = content_type.split(";", 1)[0].strip().lower()
     return media == "application/json" or (
@@ -115,35 +121,22 @@ class EdgeMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"x-request-id", b"").decode("latin-1")
+        incoming = ""
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                incoming = value.decode("latin-1")  # the last one counts
         request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
         structlog.contextvars.bind_contextvars(request_id=request_id)
         state: dict[str, Any] = scope.setdefault("state", {})
         https = scope.get("scheme") == "https"
         held: list[Message] = []  # an idempotent response is held until it is stored
+        started = False
 
         async def edge_send(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                names = {k.lower() for k, _ in headers}
-                extra = {
-                    "x-request-id": request_id,
-                    "x-content-type-options": "nosniff",
-                    "referrer-policy": "no-referrer",
-                }
-                decision = state.get("ratelimit")
-                if decision is not None:
-                    extra.update({k.lower(): v for k, v in decision.headers().items()})
-                if https:
-                    extra["strict-transport-security"] = "max-age=63072000; includeSubDomains"
-                content_type = dict(headers).get(b"content-type", b"")
-                if content_type.startswith(b"text/html"):
-                    extra["content-security-policy"] = HTML_CSP
-                    extra["x-frame-options"] = "DENY"
-                for name, value in extra.items():
-                    if name.encode() not in names:
-                        headers.append((name.encode(), value.encode("latin-1")))
-                message = {**message, "headers": headers}
+                started = True
+                message = {**message, "headers": self._headers(message, request_id, state, https)}
                 principal = state.get("principal")
                 if principal is not None and principal.api_key_id is not None:
                     self.owner.state.usage.record(principal.api_key_id, message["status"])
@@ -157,16 +150,8 @@ class EdgeMiddleware:
                 return
             await send(message)
 
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-            await edge_send(message)
-
         try:
-            await self.app(scope, receive, tracking_send)
+            await self.app(scope, receive, edge_send)
         except Exception:
             # Answered here rather than by Starlette's outermost handler, so that a 500 still
             # carries the request id and the security headers.
@@ -179,6 +164,33 @@ class EdgeMiddleware:
             )
         finally:
             structlog.contextvars.unbind_contextvars("request_id")
+
+    @staticmethod
+    def _headers(
+        message: Message, request_id: str, state: dict[str, Any], https: bool
+    ) -> list[tuple[bytes, bytes]]:
+        """The response's headers plus ours, where the response did not set them already."""
+        headers: list[tuple[bytes, bytes]] = list(message.get("headers", []))
+        names = {k.lower() for k, _ in headers}
+        extra: list[tuple[bytes, bytes]] = [(b"x-request-id", request_id.encode("latin-1"))]
+        extra += _ALWAYS
+        decision = state.get("ratelimit")
+        if decision is not None:
+            extra += [
+                (k.lower().encode(), v.encode("latin-1")) for k, v in decision.headers().items()
+            ]
+        if https:
+            extra.append(_HSTS)
+        content_type = b""
+        for name, value in headers:
+            if name == b"content-type":
+                content_type = value  # the last one counts
+        if content_type.startswith(b"text/html"):
+            extra += _HTML_ONLY
+        for name, value in extra:
+            if name not in names:
+                headers.append((name, value))
+        return headers
 
     async def _store(self, reservation: Any, messages: list[Message]) -> None:
         start = messages[0]

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import fastapi.routing
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
+from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
 
+from aisoule.auth.dependencies import AUTHENTICATES, SECURITY
 from aisoule.contacts.schemas import ErrorV1
 from aisoule.kit.envelope import ErrorEnvelope
 
@@ -38,6 +43,37 @@ def _schema(model: type[Any], components: dict[str, Any]) -> dict[str, Any]:
     return {"$ref": f"#/components/schemas/{model.__name__}"}
 
 
+def _authenticates(dependant: Dependant) -> bool:
+    return getattr(dependant.call, AUTHENTICATES, False) or any(
+        _authenticates(d) for d in dependant.dependencies
+    )
+
+
+def _add_security(app: FastAPI, spec: dict[str, Any]) -> None:
+    """The security schemes on every operation that authenticates (see auth.dependencies.SECURITY),
+    as FastAPI writes them for security scheme dependencies."""
+    schemes = spec.setdefault("components", {}).setdefault("securitySchemes", {})
+    for scheme in SECURITY:
+        schemes[scheme.scheme_name] = jsonable_encoder(
+            scheme.model, by_alias=True, exclude_none=True
+        )
+    requirement: list[dict[str, list[str]]] = [{scheme.scheme_name: []} for scheme in SECURITY]
+    # The routes as get_openapi walks them (recent FastAPI versions keep included routers lazily).
+    iter_contexts = getattr(fastapi.routing, "iter_route_contexts", None)
+    routes: Any = app.routes if iter_contexts is None else iter_contexts(app.routes)
+    for route in routes:
+        original = getattr(route, "original_route", route)
+        if not (isinstance(original, APIRoute) and route.include_in_schema):
+            continue
+        if not _authenticates(route.dependant):
+            continue
+        operations = spec.get("paths", {}).get(route.path_format, {})
+        for method in route.methods:
+            operation = operations.get(method.lower())
+            if operation is not None:
+                operation["security"] = list(requirement)
+
+
 def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -49,6 +85,7 @@ def install(app: FastAPI) -> None:
             routes=app.routes,
             tags=app.openapi_tags,
         )
+        _add_security(app, spec)
         components = spec.setdefault("components", {}).setdefault("schemas", {})
         refs = {"api": _schema(ErrorEnvelope, components), "v1": _schema(ErrorV1, components)}
         for path, operations in spec.get("paths", {}).items():

@@ -1,16 +1,23 @@
 """The SQL of each API scenario, straight against PostgreSQL: asyncpg, N connections, one process.
 
-The statements are the ones the app sends (captured with ``log_statement = 'all'``), in the same
-order and with the same transaction boundaries, so that the difference to the API figures is what
-the HTTP server, FastAPI, SQLAlchemy and the app's Python code add. The API key lookup is included:
-the app runs it on every request. The statement texts are SQLAlchemy's, so that PostgreSQL plans
-them the same way (asyncpg prepares and caches each one, as the app's driver does).
+The statements are the ones the app sends, in the same order and with the same transaction
+boundaries, so that the difference to the API figures is what the HTTP server, FastAPI, SQLAlchemy
+and the app's Python code add. The texts are imported from the app itself (its hot paths send them
+to the request's asyncpg connection), so this replay cannot drift from what the app does:
+
+- every request: the API key lookup (``api_keys.repository``), in autocommit;
+- lists: the page with its counter total, one statement, in autocommit;
+- upserts: the contact with its row version, then the insert (contact, tags and counters in one
+  statement) or the version-checked update (likewise), each in autocommit; when another writer got
+  in between, the locking path: BEGIN, SELECT ... FOR UPDATE, the unversioned update, COMMIT.
+
+JSON travels as text, as through SQLAlchemy's asyncpg codecs; the Python work per transaction is the
+app's own (contacts.repository.counts_of), without HTTP, FastAPI or SQLAlchemy.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import time
@@ -22,94 +29,33 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import orjson
 
+from aisoule.api_keys.repository import _PG_KEY_LOOKUP
+from aisoule.contacts.repository import (
+    _JSON_COLUMNS,
+    _PG_BY_PHONE_VERSIONED,
+    _PG_INSERT,
+    _PG_ONE,
+    _PG_PAGES,
+    _UPDATABLE,
+    COUNTER_SHARDS,
+    _pg_update,
+    counts_of,
+)
+from aisoule.workspaces.service import DEFAULT_STAGES
 from bench import cpu
 
-_CONTACT_COLS = (
-    "contacts.id, contacts.uuid, contacts.phone, contacts.first_name, contacts.last_name, "
-    "contacts.email, contacts.stage, contacts.tags, contacts.custom_fields, contacts.created_at, "
-    "contacts.updated_at"
-)
-SQL_KEY = (
-    "SELECT api_keys.id, api_keys.workspace_id, api_keys.created_by, api_keys.name, "
-    "api_keys.key_hash, api_keys.prefix, api_keys.last4, api_keys.scopes, api_keys.created_at, "
-    "api_keys.expires_at, api_keys.last_used_at, api_keys.revoked_at \n"
-    "FROM api_keys \nWHERE api_keys.key_hash = $1::VARCHAR"
-)
-SQL_PAGE = (
-    f"SELECT {_CONTACT_COLS} \nFROM contacts \nWHERE contacts.workspace_id = $1::UUID "
-    "ORDER BY contacts.id \n LIMIT $2::INTEGER OFFSET $3::INTEGER"
-)
-SQL_TAG_PAGE = (
-    f"SELECT {_CONTACT_COLS} \nFROM contacts JOIN contact_tags "
-    "ON contact_tags.contact_id = contacts.id \n"
-    "WHERE contacts.workspace_id = $1::UUID AND contact_tags.workspace_id = $2::UUID "
-    "AND contact_tags.tag = $3::VARCHAR ORDER BY contact_tags.contact_id \n"
-    " LIMIT $4::INTEGER OFFSET $5::INTEGER"
-)
-SQL_COUNTED = (
-    "SELECT coalesce(sum(contact_counts.n), $1::INTEGER) AS coalesce_1 \nFROM contact_counts \n"
-    "WHERE contact_counts.workspace_id = $2::UUID AND contact_counts.kind = $3::VARCHAR "
-    "AND contact_counts.key = $4::VARCHAR"
-)
-SQL_BY_PHONE = (
-    f"SELECT {_CONTACT_COLS} \nFROM contacts \n"
-    "WHERE contacts.workspace_id = $1::UUID AND contacts.phone = $2::VARCHAR FOR UPDATE"
-)
-SQL_STAGES = (
-    "SELECT stages.name \nFROM stages \nWHERE stages.workspace_id = $1::UUID "
-    "ORDER BY stages.position"
-)
-SQL_INSERT = (
-    "INSERT INTO contacts (uuid, workspace_id, phone, first_name, last_name, email, stage, tags, "
-    "custom_fields, created_at, updated_at) VALUES ($1::UUID, $2::UUID, $3::VARCHAR, $4::VARCHAR, "
-    "$5::VARCHAR, $6::VARCHAR, $7::VARCHAR, $8::JSONB, $9::JSONB, $10::TIMESTAMP WITH TIME ZONE, "
-    "$11::TIMESTAMP WITH TIME ZONE) ON CONFLICT (workspace_id, phone) DO NOTHING "
-    f"RETURNING {_CONTACT_COLS}"
-)
-SQL_INSERT_TAG = (
-    "INSERT INTO contact_tags (contact_id, tag, workspace_id) "
-    "VALUES ($1::BIGINT, $2::VARCHAR, $3::UUID)"
-)
-_UPDATE_TYPES = {
-    "phone": "VARCHAR",
-    "first_name": "VARCHAR",
-    "last_name": "VARCHAR",
-    "email": "VARCHAR",
-    "stage": "VARCHAR",
-    "tags": "JSONB",
-    "custom_fields": "JSONB",
-    "updated_at": "TIMESTAMP WITH TIME ZONE",
-}
+SQL_KEY = _PG_KEY_LOOKUP
+SQL_PAGE = _PG_PAGES["all"]
+SQL_TAG_PAGE = _PG_PAGES["tag"]
+SQL_BY_PHONE_VERSIONED = _PG_BY_PHONE_VERSIONED
+SQL_BY_PHONE_FOR_UPDATE = _PG_ONE["phone"] + " FOR UPDATE"
+SQL_INSERT = _PG_INSERT
 
 
-def sql_update(columns: list[str]) -> str:
-    sets = ", ".join(f"{c}=${i}::{_UPDATE_TYPES[c]}" for i, c in enumerate(columns, 1))
-    return (
-        f"UPDATE contacts SET {sets} WHERE contacts.id = ${len(columns) + 1}::BIGINT "
-        f"RETURNING {_CONTACT_COLS}"
-    )
-
-
-def sql_delete_tags(n: int) -> str:
-    params = ", ".join(f"${i}::VARCHAR" for i in range(2, n + 2))
-    return (
-        "DELETE FROM contact_tags WHERE contact_tags.contact_id = $1::BIGINT "
-        f"AND contact_tags.tag IN ({params})"
-    )
-
-
-def sql_counts(n: int) -> str:
-    rows = ", ".join(
-        f"(${5 * i + 1}::UUID, ${5 * i + 2}::VARCHAR, ${5 * i + 3}::VARCHAR, "
-        f"${5 * i + 4}::SMALLINT, ${5 * i + 5}::BIGINT)"
-        for i in range(n)
-    )
-    return (
-        f"INSERT INTO contact_counts (workspace_id, kind, key, shard, n) VALUES {rows} "
-        "ON CONFLICT (workspace_id, kind, key, shard) DO UPDATE SET n = (contact_counts.n + "
-        "excluded.n)"
-    )
+def _json(value: Any) -> str:
+    return orjson.dumps(value).decode()
 
 
 @dataclass(slots=True)
@@ -128,78 +74,36 @@ Transaction = Callable[[asyncpg.Connection, Ctx], Awaitable[None]]
 
 
 async def tx_list(conn: asyncpg.Connection, ctx: Ctx) -> None:
-    await conn.execute("BEGIN;")
     await conn.fetchrow(SQL_KEY, ctx.key_hash)
     await conn.fetch(SQL_PAGE, ctx.workspace, 20, 0)
-    await conn.fetchval(SQL_COUNTED, 0, ctx.workspace, "all", "")
-    await conn.execute("COMMIT;")
 
 
 async def tx_tag(conn: asyncpg.Connection, ctx: Ctx) -> None:
-    await conn.execute("BEGIN;")
     await conn.fetchrow(SQL_KEY, ctx.key_hash)
-    await conn.fetch(SQL_TAG_PAGE, ctx.workspace, ctx.workspace, "vip", 20, 0)
-    await conn.fetchval(SQL_COUNTED, 0, ctx.workspace, "tag", "vip")
-    await conn.execute("COMMIT;")
+    await conn.fetch(SQL_TAG_PAGE, ctx.workspace, 20, 0, "vip")
 
 
-def _counts_of(row: Any, sign: int) -> Counter[tuple[str, str]]:
-    deltas: Counter[tuple[str, str]] = Counter({("all", ""): sign, ("stage", row["stage"]): sign})
-    for tag in row["tags"]:
-        deltas[("tag", tag)] += sign
-    return deltas
+async def _insert(conn: asyncpg.Connection, ctx: Ctx, phone: str, fields: dict[str, Any]) -> Any:
+    now = datetime.now(UTC)
+    return await conn.fetchrow(
+        SQL_INSERT,
+        uuid.uuid4(),
+        ctx.workspace,
+        phone,
+        fields["first_name"],
+        None,
+        None,
+        None,  # the workspace's first stage, read by the insert
+        _json(fields["tags"]),
+        _json(fields["custom_fields"]),
+        now,
+        fields["tags"],
+        DEFAULT_STAGES[0],
+        ctx.rng.randrange(COUNTER_SHARDS),
+    )
 
 
-async def _adjust_counts(
-    conn: asyncpg.Connection, ctx: Ctx, deltas: Counter[tuple[str, str]]
-) -> None:
-    items = sorted((k, d) for k, d in deltas.items() if d)
-    if not items:
-        return
-    shard = ctx.rng.randrange(8)
-    args: list[Any] = []
-    for (kind, key), d in items:
-        args += [ctx.workspace, kind, key, shard, d]
-    await conn.execute(sql_counts(len(items)), *args)
-
-
-async def tx_upsert(conn: asyncpg.Connection, ctx: Ctx) -> None:
-    """What upsert_v1 does for {"phone", "first_name": "Bench", "tags": ["bench"], "custom_fields"}."""
-    rng = ctx.rng
-    if rng.randint(1, 100) <= ctx.existing_percent:
-        phone = f"+9198{rng.randint(*ctx.existing):08d}"
-    else:
-        phone = f"+9199{rng.randint(*ctx.new):08d}"
-    fields: dict[str, Any] = {"first_name": "Bench", "tags": ["bench"], "custom_fields": {"k": "v"}}
-    await conn.execute("BEGIN;")
-    await conn.fetchrow(SQL_KEY, ctx.key_hash)
-    existing = await conn.fetchrow(SQL_BY_PHONE, ctx.workspace, phone)
-    if existing is None:
-        stages = await conn.fetch(SQL_STAGES, ctx.workspace)
-        now = datetime.now(UTC)
-        row = await conn.fetchrow(
-            SQL_INSERT,
-            uuid.uuid4(),
-            ctx.workspace,
-            phone,
-            fields["first_name"],
-            None,
-            None,
-            stages[0]["name"],
-            fields["tags"],
-            fields["custom_fields"],
-            now,
-            now,
-        )
-        if row is not None:
-            for tag in row["tags"]:
-                await conn.execute(SQL_INSERT_TAG, row["id"], tag, ctx.workspace)
-            await _adjust_counts(conn, ctx, _counts_of(row, +1))
-            await conn.execute("COMMIT;")
-            ctx.outcome["created"] += 1
-            return
-        existing = await conn.fetchrow(SQL_BY_PHONE, ctx.workspace, phone)
-        assert existing is not None
+def _changes(existing: Any, fields: dict[str, Any]) -> dict[str, Any]:
     changes: dict[str, Any] = {}
     if fields["first_name"] != existing["first_name"]:
         changes["first_name"] = fields["first_name"]
@@ -210,20 +114,71 @@ async def tx_upsert(conn: asyncpg.Connection, ctx: Ctx) -> None:
         changes["custom_fields"] = merged
     if changes:
         changes["updated_at"] = datetime.now(UTC)
-        columns = list(changes)
-        row = await conn.fetchrow(
-            sql_update(columns), *(changes[c] for c in columns), existing["id"]
-        )
-        if "tags" in changes:
-            old = set(existing["tags"])
-            removed = list(old - set(row["tags"]))
-            if removed:
-                await conn.execute(sql_delete_tags(len(removed)), row["id"], *removed)
-            for tag in [t for t in row["tags"] if t not in old]:
-                await conn.execute(SQL_INSERT_TAG, row["id"], tag, ctx.workspace)
-        deltas = _counts_of(row, +1)
-        deltas.update(_counts_of(existing, -1))
-        await _adjust_counts(conn, ctx, deltas)
+    return changes
+
+
+async def _update(
+    conn: asyncpg.Connection,
+    ctx: Ctx,
+    existing: Any,
+    changes: dict[str, Any],
+    version: int | None,
+) -> Any:
+    """ContactRepository.update_counted's statement."""
+    old_tags = existing["tags"]
+    new_tags = changes.get("tags", old_tags)
+    deltas = counts_of({"stage": existing["stage"], "tags": new_tags}, +1)
+    deltas.update(counts_of(existing, -1))
+    items = sorted((k, d) for k, d in deltas.items() if d)
+    columns = [c for c in _UPDATABLE if c in changes]
+    args = [_json(changes[c]) if c in _JSON_COLUMNS else changes[c] for c in columns]
+    if version is not None:
+        args.insert(0, version)
+    return await conn.fetchrow(
+        _pg_update(columns, versioned=version is not None),
+        existing["id"],
+        ctx.workspace,
+        [t for t in old_tags if t not in new_tags],
+        [t for t in new_tags if t not in old_tags],
+        ctx.rng.randrange(COUNTER_SHARDS),
+        [kind for (kind, _), _ in items],
+        [key for (_, key), _ in items],
+        [d for _, d in items],
+        *args,
+    )
+
+
+async def tx_upsert(conn: asyncpg.Connection, ctx: Ctx) -> None:
+    """What upsert_v1 does for {"phone", "first_name": "Bench", "tags": ["bench"], "custom_fields"}."""
+    rng = ctx.rng
+    if rng.randint(1, 100) <= ctx.existing_percent:
+        phone = f"+9198{rng.randint(*ctx.existing):08d}"
+    else:
+        phone = f"+9199{rng.randint(*ctx.new):08d}"
+    fields: dict[str, Any] = {"first_name": "Bench", "tags": ["bench"], "custom_fields": {"k": "v"}}
+    await conn.fetchrow(SQL_KEY, ctx.key_hash)
+    existing = await conn.fetchrow(SQL_BY_PHONE_VERSIONED, ctx.workspace, phone)
+    if existing is None:
+        if await _insert(conn, ctx, phone, fields) is not None:
+            ctx.outcome["created"] += 1
+            return
+    else:
+        changes = _changes(existing, fields)
+        if not changes or await _update(conn, ctx, existing, changes, existing["version"]):
+            ctx.outcome["updated"] += 1
+            return
+    # Another writer got in between: the locking path.
+    ctx.outcome["locked"] += 1
+    await conn.execute("BEGIN;")
+    existing = await conn.fetchrow(SQL_BY_PHONE_FOR_UPDATE, ctx.workspace, phone)
+    if existing is None:
+        await _insert(conn, ctx, phone, fields)
+        await conn.execute("COMMIT;")
+        ctx.outcome["created"] += 1
+        return
+    changes = _changes(existing, fields)
+    if changes:
+        await _update(conn, ctx, existing, changes, None)
     await conn.execute("COMMIT;")
     ctx.outcome["updated"] += 1
 
@@ -253,8 +208,17 @@ def _percentile(sorted_values: list[float], p: float) -> float:
 
 
 async def _init(conn: asyncpg.Connection) -> None:
-    for name in ("json", "jsonb"):
-        await conn.set_type_codec(name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    # As SQLAlchemy's asyncpg dialect sets them up for the app: JSON text in, parsed JSON out.
+    await conn.set_type_codec(
+        "json", encoder=str.encode, decoder=orjson.loads, schema="pg_catalog", format="binary"
+    )
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda text: b"\x01" + text.encode(),
+        decoder=lambda data: orjson.loads(data[1:]),
+        schema="pg_catalog",
+        format="binary",
+    )
 
 
 async def _drive(

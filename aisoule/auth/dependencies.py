@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any, TypeVar
 
 import structlog
-from fastapi import Depends, Request, Security
-from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Depends, Request
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule.api_keys import service as api_key_service
 from aisoule.auth import service
@@ -21,6 +22,7 @@ from aisoule.ratelimit.limiter import LimiterUnavailable, Policy
 from aisoule.users import service as user_service
 
 log = structlog.get_logger(__name__)
+F = TypeVar("F", bound=Callable[..., Any])
 
 SESSION_COOKIE = "aisoule_session"
 CSRF_COOKIE = "csrf_token"
@@ -91,13 +93,38 @@ async def _rate_limit(request: Request, principal: Principal) -> None:
         )
 
 
-async def authenticate(
-    request: Request,
-    session: DBSession,
-    header_key: Annotated[str | None, Security(api_key_header)],
-    bearer_credentials: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)],
-    cookie_token: Annotated[str | None, Security(session_cookie)],
-) -> Principal:
+def _credentials(request: Request) -> tuple[str | None, str | None]:
+    """(API key, session token) as the documented security schemes read them (see SECURITY)."""
+    headers = request.headers
+    key = headers.get("x-api-key") or None  # APIKeyHeader: an empty header is no header
+    authorization = headers.get("authorization")
+    if key is None and authorization is not None:
+        # HTTPBearer's reading: "<scheme> <credentials>", the scheme case-insensitive.
+        scheme, _, credentials = authorization.partition(" ")
+        credentials = credentials.strip()
+        if not (scheme and credentials) or scheme.lower() != "bearer":
+            raise Unauthorized(
+                "Authorization header must be 'Bearer <api key>'", code="invalid_authorization"
+            )
+        key = credentials
+    return key, request.cookies.get(SESSION_COOKIE) or None
+
+
+async def authenticate(request: Request, session: DBSession) -> Principal:
+    """Who is calling: authenticated (and counted against its rate limit) once per request,
+    whichever dependency asks first (FastAPI's cache only covers ``Depends(authenticate)``; the
+    dependencies that already have the session call this directly: one dependency fewer to solve).
+    """
+    principal: Principal | None = getattr(request.state, "principal", None)
+    if principal is not None:
+        return principal
+    return await _authenticate(request, session)
+
+
+async def _authenticate(request: Request, session: AsyncSession) -> Principal:
+    """Who is calling. The credentials are read here rather than by the three FastAPI security
+    scheme dependencies (each one more dependency to solve on every request); the OpenAPI document
+    still lists those schemes for every operation that depends on this (see aisoule.openapi)."""
     if any(name in request.query_params for name in _QUERY_KEY_NAMES):
         # Refused even beside valid credentials: a key in a URL leaks into logs and histories.
         raise Unauthorized(
@@ -105,14 +132,7 @@ async def authenticate(
             "(and rotate a key that was sent in a URL)",
             code="api_key_in_query",
         )
-    authorization = request.headers.get("authorization")
-    key = header_key
-    if key is None and authorization is not None:
-        if bearer_credentials is None:
-            raise Unauthorized(
-                "Authorization header must be 'Bearer <api key>'", code="invalid_authorization"
-            )
-        key = bearer_credentials.credentials
+    key, cookie_token = _credentials(request)
     if key is not None:
         principal, due = await service.principal_from_key(
             session,
@@ -147,11 +167,28 @@ async def authenticate(
     )
 
 
+# The schemes `authenticate` accepts, for the OpenAPI document: operations that depend on a
+# function marked with AUTHENTICATES list them (aisoule.openapi adds them; FastAPI would only if
+# each scheme were a dependency of its own).
+SECURITY = (api_key_header, bearer, session_cookie)
+AUTHENTICATES = "__aisoule_authenticates__"
+
+
+def authenticates(fn: F) -> F:
+    """Mark a dependency that authenticates (calls authenticate)."""
+    setattr(fn, AUTHENTICATES, True)
+    return fn
+
+
+authenticates(authenticate)
+
 AnyPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
-def require(*scopes: Scope) -> Callable[[Principal], Awaitable[Principal]]:
-    async def check(principal: AnyPrincipal) -> Principal:
+def require(*scopes: Scope) -> Callable[[Request, AsyncSession], Awaitable[Principal]]:
+    @authenticates
+    async def check(request: Request, session: DBSession) -> Principal:
+        principal = await authenticate(request, session)
         missing = [s.value for s in scopes if s.value not in principal.scopes]
         if missing:
             raise Forbidden(

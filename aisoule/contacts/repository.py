@@ -5,9 +5,11 @@ from __future__ import annotations
 import random
 import re
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, cast
 
+import orjson
 from sqlalchemy import (
     Select,
     Table,
@@ -27,11 +29,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
 
 from aisoule.db.raw import driver_connection
-from aisoule.models import Contact, ContactCount, ContactTag
+from aisoule.models import Contact, ContactCount, ContactTag, Stage
 
 T = cast(Table, Contact.__table__)
 CT = cast(Table, ContactTag.__table__)
 CC = cast(Table, ContactCount.__table__)
+ST = cast(Table, Stage.__table__)
 
 COLUMNS = (
     T.c.id,
@@ -84,6 +87,111 @@ _PG_PAGES = {
         "ORDER BY t.contact_id LIMIT $2 OFFSET $3"
     ),
 }
+
+# The upsert's statements, for PostgreSQL's driver directly (see ContactRepository.insert_counted
+# and update_counted). Counter rows are written in (kind, key) order in the "C" collation, which is
+# Python's string order: every writer takes the counter rows' locks in the same order (no
+# deadlocks), whether it goes through here or through adjust_counts. (The f-strings below only
+# join constants: S608 does not apply.)
+_PG_COLUMNS = (
+    "id, uuid, phone, first_name, last_name, email, stage, tags, custom_fields, created_at, "
+    "updated_at"
+)
+_PG_ONE = {
+    "phone": f"SELECT {_PG_COLUMNS} FROM contacts WHERE workspace_id = $1 AND phone = $2",  # noqa: S608
+    "id": f"SELECT {_PG_COLUMNS} FROM contacts WHERE workspace_id = $1 AND id = $2",  # noqa: S608
+    "uuid": f"SELECT {_PG_COLUMNS} FROM contacts WHERE workspace_id = $1 AND uuid = $2",  # noqa: S608
+}
+_PG_COUNTS_UPSERT = (
+    "ON CONFLICT (workspace_id, kind, key, shard) DO UPDATE SET n = contact_counts.n + excluded.n"
+)
+# Insert the contact (a NULL $7 stage: the workspace's first stage, else $12), its contact_tags
+# rows and +1 on its counters, in one statement. When the phone exists (ON CONFLICT DO NOTHING),
+# `ins` is empty and so is everything joined to it: nothing is written and no row comes back.
+_PG_INSERT = (
+    "WITH ins AS ("  # noqa: S608
+    " INSERT INTO contacts (uuid, workspace_id, phone, first_name, last_name, email, stage, tags,"
+    " custom_fields, created_at, updated_at)"
+    " VALUES ($1, $2, $3, $4, $5, $6, coalesce($7::varchar, (SELECT s.name FROM stages s"
+    " WHERE s.workspace_id = $2 ORDER BY s.position LIMIT 1), $12::varchar), $8, $9, $10, $10)"
+    " ON CONFLICT (workspace_id, phone) DO NOTHING"
+    f" RETURNING {_PG_COLUMNS}"
+    "), tagged AS ("
+    " INSERT INTO contact_tags (contact_id, tag, workspace_id)"
+    " SELECT ins.id, t.tag, $2 FROM ins CROSS JOIN unnest($11::varchar[]) AS t(tag)"
+    "), counted AS ("
+    " INSERT INTO contact_counts (workspace_id, kind, key, shard, n)"
+    " SELECT $2, d.kind, d.key, $13, 1 FROM ins CROSS JOIN LATERAL ("
+    "  SELECT 'all'::varchar AS kind, ''::varchar AS key"
+    "  UNION ALL SELECT 'stage', ins.stage"
+    "  UNION ALL SELECT 'tag', t.tag FROM unnest($11::varchar[]) AS t(tag)"
+    ' ) AS d ORDER BY d.kind COLLATE "C", d.key COLLATE "C"'
+    f" {_PG_COUNTS_UPSERT}"
+    f") SELECT {_PG_COLUMNS} FROM ins"
+)
+# The rest of an update after the UPDATE itself: $1 the contact id, $2 the workspace, $3 tags
+# removed, $4 tags added, $5 the counter shard, $6/$7/$8 the counter deltas (kind, key, n). Every
+# write is joined to `upd`: when the UPDATE matched no row (a version check failed), nothing is
+# written and no row comes back.
+_PG_UPDATE_REST = (
+    "), untagged AS ("  # noqa: S608
+    " DELETE FROM contact_tags WHERE contact_id = $1 AND tag = ANY($3::varchar[])"
+    " AND EXISTS (SELECT FROM upd)"
+    "), tagged AS ("
+    " INSERT INTO contact_tags (contact_id, tag, workspace_id)"
+    " SELECT $1, t.tag, $2 FROM upd CROSS JOIN unnest($4::varchar[]) AS t(tag)"
+    "), counted AS ("
+    " INSERT INTO contact_counts (workspace_id, kind, key, shard, n)"
+    " SELECT $2, d.kind, d.key, $5, d.n"
+    " FROM upd CROSS JOIN unnest($6::varchar[], $7::varchar[], $8::bigint[]) AS d(kind, key, n)"
+    ' ORDER BY d.kind COLLATE "C", d.key COLLATE "C"'
+    f" {_PG_COUNTS_UPSERT}"
+    f") SELECT {_PG_COLUMNS} FROM upd"
+)
+# The contact by phone with its row version (xmin: every write of the row makes a new version),
+# for an update that checks the version instead of holding a lock (ContactRepository.update_counted).
+_PG_BY_PHONE_VERSIONED = (
+    f"SELECT {_PG_COLUMNS}, xmin AS version FROM contacts "  # noqa: S608
+    "WHERE workspace_id = $1 AND phone = $2"
+)
+_UPDATABLE = (
+    "phone",
+    "first_name",
+    "last_name",
+    "email",
+    "stage",
+    "tags",
+    "custom_fields",
+    "updated_at",
+)
+_JSON_COLUMNS = frozenset({"tags", "custom_fields"})
+
+
+def _pg_update(columns: Sequence[str], *, versioned: bool) -> str:
+    """UPDATE of these columns (parameters from $9 on, or $10 after the row version $9) and the
+    tag and counter writes with it."""
+    first = 10 if versioned else 9
+    sets = ", ".join(f"{c} = ${i}" for i, c in enumerate(columns, first))
+    where = "id = $1 AND xmin = $9::xid" if versioned else "id = $1"
+    return (
+        f"WITH upd AS (UPDATE contacts SET {sets} WHERE {where} RETURNING {_PG_COLUMNS}"  # noqa: S608
+        + _PG_UPDATE_REST
+    )
+
+
+def _json(value: Any) -> str:
+    # SQLAlchemy's asyncpg JSON/JSONB codecs, set on every pooled connection, take JSON text.
+    return orjson.dumps(value).decode()
+
+
+def counts_of(row: Mapping[Any, Any], sign: int) -> Counter[CountKey]:
+    """The counters a contact row counts in (all, its stage, each tag), each by ``sign``."""
+    deltas: Counter[CountKey] = Counter({("all", ""): sign, ("stage", row["stage"]): sign})
+    for tag in row["tags"]:
+        deltas[("tag", tag)] += sign
+    return deltas
+
+
 _LIMIT: BindParameter[int] = bindparam("limit")
 _OFFSET: BindParameter[int] = bindparam("offset")
 _PAGE_ALL = (
@@ -204,8 +312,17 @@ class ContactRepository:
         )
         return int((await self.session.execute(stmt)).scalar_one())
 
-    async def _one(self, *where: Any, for_update: bool = False) -> Row | None:
-        stmt = select(*COLUMNS).where(*where)
+    async def _one(
+        self, workspace_id: uuid.UUID, by: str, value: Any, *, for_update: bool = False
+    ) -> Row | None:
+        """The contact whose ``by`` column (phone, id or uuid) is ``value``, in this workspace."""
+        if self.dialect == "postgresql":
+            # Hot in upserts: the driver directly, in the session's transaction (for the lock).
+            sql = _PG_ONE[by] + (" FOR UPDATE" if for_update else "")
+            driver = await driver_connection(self.session, in_transaction=True)
+            record: Row | None = await driver.fetchrow(sql, workspace_id, value)
+            return record
+        stmt = select(*COLUMNS).where(T.c.workspace_id == workspace_id, T.c[by] == value)
         if for_update:
             stmt = stmt.with_for_update()
         return (await self.session.execute(stmt)).mappings().one_or_none()
@@ -213,35 +330,136 @@ class ContactRepository:
     async def get_by_uuid(
         self, workspace_id: uuid.UUID, contact_uuid: uuid.UUID, *, for_update: bool = False
     ) -> Row | None:
-        return await self._one(
-            T.c.workspace_id == workspace_id, T.c.uuid == contact_uuid, for_update=for_update
-        )
+        return await self._one(workspace_id, "uuid", contact_uuid, for_update=for_update)
 
     async def get_by_id(
         self, workspace_id: uuid.UUID, contact_id: int, *, for_update: bool = False
     ) -> Row | None:
-        return await self._one(
-            T.c.workspace_id == workspace_id, T.c.id == contact_id, for_update=for_update
-        )
+        return await self._one(workspace_id, "id", contact_id, for_update=for_update)
 
     async def get_by_phone(
         self, workspace_id: uuid.UUID, phone: str, *, for_update: bool = False
     ) -> Row | None:
-        return await self._one(
-            T.c.workspace_id == workspace_id, T.c.phone == phone, for_update=for_update
-        )
+        return await self._one(workspace_id, "phone", phone, for_update=for_update)
 
     # --- writes ---
 
-    async def insert(self, values: dict[str, Any]) -> Row | None:
-        """Insert; None when the workspace already has a contact with this phone."""
+    async def insert_counted(
+        self, values: dict[str, Any], *, fallback_stage: str, in_transaction: bool = True
+    ) -> Row | None:
+        """Insert a contact with its contact_tags rows and +1 on its counters, atomically.
+
+        A None ``values["stage"]`` is the workspace's first stage (``fallback_stage`` when it has
+        none), read by the insert itself. None when the workspace already has a contact with this
+        phone: then nothing is written. With ``in_transaction=False`` a PostgreSQL session that has
+        no transaction open yet does not open one: the single statement commits by itself.
+        """
+        if self.dialect == "postgresql":
+            # One statement, one round trip (see _PG_INSERT).
+            driver = await driver_connection(self.session, in_transaction=in_transaction)
+            record: Row | None = await driver.fetchrow(
+                _PG_INSERT,
+                values["uuid"],
+                values["workspace_id"],
+                values["phone"],
+                values["first_name"],
+                values["last_name"],
+                values["email"],
+                values["stage"],
+                _json(values["tags"]),
+                _json(values["custom_fields"]),
+                values["created_at"],
+                values["tags"],
+                fallback_stage,
+                random.randrange(COUNTER_SHARDS),  # noqa: S311 - spreading writers
+            )
+            return record
+        if values["stage"] is None:
+            first = (
+                select(ST.c.name)
+                .where(ST.c.workspace_id == values["workspace_id"])
+                .order_by(ST.c.position)
+                .limit(1)
+                .scalar_subquery()
+            )
+            values = {**values, "stage": func.coalesce(first, fallback_stage)}
         stmt = (
             self._insert(T)
             .values(**values)
             .on_conflict_do_nothing(index_elements=["workspace_id", "phone"])
             .returning(*COLUMNS)
         )
-        return (await self.session.execute(stmt)).mappings().one_or_none()
+        row = (await self.session.execute(stmt)).mappings().one_or_none()
+        if row is not None:
+            workspace_id = values["workspace_id"]
+            await self.set_tags(workspace_id, row["id"], (), row["tags"])
+            await self.adjust_counts(workspace_id, counts_of(row, +1))
+        return row
+
+    @property
+    def versioned_updates(self) -> bool:
+        """Whether get_by_phone_versioned and update_counted(version=...) are available: an update
+        checked against the row version read, without a lock or a transaction (PostgreSQL)."""
+        return self.dialect == "postgresql"
+
+    async def get_by_phone_versioned(self, workspace_id: uuid.UUID, phone: str) -> Row | None:
+        """The contact with this phone and its row version (``version``), without a lock."""
+        driver = await driver_connection(self.session)
+        record: Row | None = await driver.fetchrow(_PG_BY_PHONE_VERSIONED, workspace_id, phone)
+        return record
+
+    async def update_counted(
+        self,
+        workspace_id: uuid.UUID,
+        existing: Row,
+        changes: dict[str, Any],
+        *,
+        version: int | None = None,
+    ) -> Row | None:
+        """Apply ``changes`` to the contact ``existing``, with its contact_tags rows and counters,
+        atomically; the updated row.
+
+        ``existing`` must be locked (get_by_*(for_update=True)), or, on PostgreSQL, be read with
+        its ``version`` (get_by_phone_versioned) and that version passed: then nothing is written
+        and None comes back when the row changed since (the caller reads it again). A phone taken
+        by another contact raises IntegrityError (SQLAlchemy path: the caller changing a phone runs
+        this in a savepoint)."""
+        old_tags = existing["tags"]
+        new_tags = changes.get("tags", old_tags)
+        removed = [t for t in old_tags if t not in new_tags]
+        added = [t for t in new_tags if t not in old_tags]
+        deltas = counts_of({"stage": changes.get("stage", existing["stage"]), "tags": new_tags}, +1)
+        deltas.update(counts_of(existing, -1))
+        contact_id = existing["id"]
+        if self.dialect == "postgresql" and "phone" not in changes:
+            # One statement, one round trip (a phone change keeps the path that raises
+            # IntegrityError, which the caller turns into a 409). Unversioned, it runs in the
+            # session's transaction, which holds the row lock; versioned, it is atomic by itself.
+            items = sorted((k, d) for k, d in deltas.items() if d)
+            columns = [c for c in _UPDATABLE if c in changes]
+            args = [_json(changes[c]) if c in _JSON_COLUMNS else changes[c] for c in columns]
+            if version is not None:
+                args.insert(0, version)
+            driver = await driver_connection(self.session, in_transaction=version is None)
+            record: Row | None = await driver.fetchrow(
+                _pg_update(columns, versioned=version is not None),
+                contact_id,
+                workspace_id,
+                removed,
+                added,
+                random.randrange(COUNTER_SHARDS),  # noqa: S311 - spreading writers
+                [kind for (kind, _), _ in items],
+                [key for (_, key), _ in items],
+                [d for _, d in items],
+                *args,
+            )
+            return record
+        if version is not None:
+            raise ValueError("versioned updates are for PostgreSQL, without a phone change")
+        row = await self.update(contact_id, changes)
+        await self.set_tags(workspace_id, contact_id, removed, added)
+        await self.adjust_counts(workspace_id, deltas)
+        return row
 
     async def update(self, contact_id: int, values: dict[str, Any]) -> Row:
         stmt = update(T).where(T.c.id == contact_id).values(**values).returning(*COLUMNS)

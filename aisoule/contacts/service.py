@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import uuid
-from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aisoule.contacts.repository import ContactRepository, CountKey, Row
+from aisoule.contacts.repository import ContactRepository, Row, counts_of
 from aisoule.contacts.schemas import (
     ContactCreateApi,
     ContactUpdateApi,
@@ -72,13 +71,6 @@ def _parse_uuid(value: str) -> uuid.UUID | None:
         return None
 
 
-def _counts_of(row: Mapping[Any, Any], sign: int) -> Counter[CountKey]:
-    deltas: Counter[CountKey] = Counter({("all", ""): sign, ("stage", row["stage"]): sign})
-    for tag in row["tags"]:
-        deltas[("tag", tag)] += sign
-    return deltas
-
-
 def _merge_custom_fields(current: Mapping[Any, Any], incoming: Mapping[Any, Any]) -> dict[str, Any]:
     merged = dict(current)
     for key, value in incoming.items():
@@ -90,9 +82,16 @@ def _merge_custom_fields(current: Mapping[Any, Any], incoming: Mapping[Any, Any]
 
 
 async def _insert(
-    session: AsyncSession, workspace_id: uuid.UUID, phone: str, fields: dict[str, Any]
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    phone: str,
+    fields: dict[str, Any],
+    *,
+    in_transaction: bool = True,
 ) -> Row | None:
-    repo = ContactRepository(session)
+    stage = fields.get("stage")
+    if stage is not None:
+        stage = await workspace_service.resolve_stage(session, workspace_id, stage)
     now = utcnow()
     values = {
         "uuid": uuid.uuid4(),
@@ -101,24 +100,21 @@ async def _insert(
         "first_name": fields.get("first_name"),
         "last_name": fields.get("last_name"),
         "email": fields.get("email"),
-        "stage": await workspace_service.resolve_stage(session, workspace_id, fields.get("stage")),
+        "stage": stage,  # None: the workspace's first stage, which the insert itself reads
         "tags": fields.get("tags") or [],
         "custom_fields": _merge_custom_fields({}, fields.get("custom_fields") or {}),
         "created_at": now,
         "updated_at": now,
     }
-    row = await repo.insert(values)
-    if row is None:
-        return None
-    await repo.set_tags(workspace_id, row["id"], (), row["tags"])
-    await repo.adjust_counts(workspace_id, _counts_of(row, +1))
-    return row
+    return await ContactRepository(session).insert_counted(
+        values, fallback_stage=workspace_service.DEFAULT_STAGES[0], in_transaction=in_transaction
+    )
 
 
-async def _apply(
+async def _changes(
     session: AsyncSession, workspace_id: uuid.UUID, existing: Row, fields: dict[str, Any]
-) -> Row:
-    """Apply the sent fields to a locked row; write nothing when nothing changes."""
+) -> dict[str, Any]:
+    """What the sent fields change in ``existing`` (empty: nothing), with updated_at."""
     changes: dict[str, Any] = {}
     for key in ("phone", "first_name", "last_name", "email"):
         if key in fields and fields[key] != existing[key]:
@@ -133,30 +129,52 @@ async def _apply(
         merged = _merge_custom_fields(existing["custom_fields"], fields["custom_fields"])
         if merged != existing["custom_fields"]:
             changes["custom_fields"] = merged
+    if changes:
+        changes["updated_at"] = utcnow()
+    return changes
+
+
+async def _apply(
+    session: AsyncSession, workspace_id: uuid.UUID, existing: Row, fields: dict[str, Any]
+) -> Row:
+    """Apply the sent fields to a locked row; write nothing when nothing changes."""
+    changes = await _changes(session, workspace_id, existing, fields)
     if not changes:
         return existing
-    changes["updated_at"] = utcnow()
     repo = ContactRepository(session)
     if "phone" in changes:
         try:
             async with session.begin_nested():
-                row = await repo.update(existing["id"], changes)
+                row = await repo.update_counted(workspace_id, existing, changes)
         except IntegrityError:
             raise Conflict(
                 "phone_number: another contact in this workspace has this phone number",
                 field="phone_number",
             ) from None
     else:
-        row = await repo.update(existing["id"], changes)
-    if "tags" in changes:
-        old, new = set(existing["tags"]), set(row["tags"])
-        await repo.set_tags(
-            workspace_id, row["id"], old - new, [t for t in row["tags"] if t not in old]
-        )
-    deltas = _counts_of(row, +1)
-    deltas.update(_counts_of(existing, -1))
-    await repo.adjust_counts(workspace_id, deltas)
+        row = await repo.update_counted(workspace_id, existing, changes)
+    assert row is not None  # the row is locked: the update cannot miss it
     return row
+
+
+async def _upsert_versioned(
+    session: AsyncSession, workspace_id: uuid.UUID, phone: str, fields: dict[str, Any]
+) -> tuple[Row, bool] | None:
+    """upsert_v1 without a row lock or a transaction of its own (PostgreSQL): read the contact
+    and its row version; insert it, or update it only if that version is still current. Three
+    round trips (key lookup included) instead of five with BEGIN, SELECT ... FOR UPDATE and COMMIT.
+    None when another request wrote this contact in between: then nothing was written, and the
+    caller does it the locking way (which always makes progress, however contended the row)."""
+    repo = ContactRepository(session)
+    existing = await repo.get_by_phone_versioned(workspace_id, phone)
+    if existing is None:
+        row = await _insert(session, workspace_id, phone, fields, in_transaction=False)
+        return None if row is None else (row, True)
+    changes = await _changes(session, workspace_id, existing, fields)
+    if not changes:
+        return existing, False
+    row = await repo.update_counted(workspace_id, existing, changes, version=existing["version"])
+    return None if row is None else (row, False)
 
 
 async def upsert_v1(
@@ -166,6 +184,10 @@ async def upsert_v1(
     fields = data.model_dump(exclude_unset=True)
     phone = fields.pop("phone")
     repo = ContactRepository(session)
+    if repo.versioned_updates:
+        done = await _upsert_versioned(session, workspace_id, phone, fields)
+        if done is not None:
+            return done
     existing = await repo.get_by_phone(workspace_id, phone, for_update=True)
     if existing is None:
         row = await _insert(session, workspace_id, phone, fields)
@@ -221,7 +243,7 @@ async def _delete(session: AsyncSession, workspace_id: uuid.UUID, existing: Row 
         raise NotFound(CONTACT_NOT_FOUND, code="contact_not_found")
     repo = ContactRepository(session)
     await repo.delete(existing["id"])
-    await repo.adjust_counts(workspace_id, _counts_of(existing, -1))
+    await repo.adjust_counts(workspace_id, counts_of(existing, -1))
     return existing
 
 

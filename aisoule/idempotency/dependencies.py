@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from fastapi import Request
 
-from aisoule.auth.dependencies import AnyPrincipal
+from aisoule.auth.dependencies import authenticate, authenticates
 from aisoule.db.session import DBSession
 from aisoule.idempotency import service
 
 
-async def idempotency_guard(request: Request, principal: AnyPrincipal, session: DBSession) -> None:
+@authenticates
+async def idempotency_guard(request: Request, session: DBSession) -> None:
     """On a POST with an Idempotency-Key: reserve it, replay its stored answer, or refuse."""
+    principal = await authenticate(request, session)
     if request.method != "POST":
         return
     raw = request.headers.get(service.HEADER)
