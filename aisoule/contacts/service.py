@@ -16,6 +16,7 @@ from aisoule.contacts.schemas import (
     ContactUpsertV1,
     split_name,
 )
+from aisoule.db.raw import driver_connection
 from aisoule.exceptions import Conflict, NotFound, ValidationFailed
 from aisoule.kit.time import utcnow
 from aisoule.workspaces import service as workspace_service
@@ -276,6 +277,10 @@ async def ensure_by_phone(
     existing = await ContactRepository(session).get_by_phone(workspace_id, phone)
     if existing is not None:
         return existing, False
+    if session.get_bind().dialect.name == "postgresql":
+        # upsert_v1's fast path writes in autocommit when no transaction has begun; here the
+        # contact belongs to the caller's transaction (a refused send must leave no contact).
+        await driver_connection(session, in_transaction=True)
     fields: dict[str, Any] = {"phone": phone}
     if profile_name:
         first, last = split_name(profile_name[:400])
