@@ -359,7 +359,10 @@ def test_sync_pulls_creates_updates_and_removes(server: Server, api: httpx.Clien
 
     _wait_emulator_status(server, waba, "made_in_manager", "APPROVED")
     r = api.post("/api/templates/sync", json={})
-    assert r.json()["data"] == {"created": 0, "updated": 1, "deleted": 0}
+    # The approval also comes by webhook (message_template_status_update), which may have
+    # updated the row first: either way, one sync later it is APPROVED and nothing else changed.
+    data = r.json()["data"]
+    assert data["created"] == 0 and data["deleted"] == 0 and data["updated"] in (0, 1), data
     r = api.post("/api/templates/sync", json={})
     assert r.json()["data"] == {"created": 0, "updated": 0, "deleted": 0}
     assert _list(api, status="APPROVED")["total"] == 1
