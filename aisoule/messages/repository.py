@@ -246,6 +246,23 @@ class MessageRepository:
             stmt.on_conflict_do_update(index_elements=["account_id", "contact_id"], set_=sets)
         )
 
+    async def recipient_state(
+        self, account_id: uuid.UUID, contact_id: int
+    ) -> tuple[datetime | None, str | None, datetime | None]:
+        """(opted_out_at, opt_out_reason, last_inbound_at on this number), in one round trip."""
+        cw = ContactWhatsApp
+        result = await self.session.execute(
+            select(
+                select(cw.opted_out_at).where(cw.contact_id == contact_id).scalar_subquery(),
+                select(cw.opt_out_reason).where(cw.contact_id == contact_id).scalar_subquery(),
+                select(Conversation.last_inbound_at)
+                .where(Conversation.account_id == account_id, Conversation.contact_id == contact_id)
+                .scalar_subquery(),
+            )
+        )
+        row = result.one()
+        return row[0], row[1], row[2]
+
     async def contact_whatsapp(self, contact_id: int) -> ContactWhatsApp | None:
         return await self.session.get(ContactWhatsApp, contact_id)
 

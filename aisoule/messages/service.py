@@ -23,7 +23,7 @@ from aisoule.kit.time import iso_z, utcnow
 from aisoule.messages import status as st
 from aisoule.messages.repository import MessageRepository
 from aisoule.messages.schemas import MEDIA_TYPES, MessageSend, TemplatePayload
-from aisoule.models import Message, MessageTemplate, WhatsAppAccount
+from aisoule.models import Message, MessageStatusEvent, MessageTemplate, WhatsAppAccount
 from aisoule.runtime import Runtime
 from aisoule.whatsapp import media, template_params
 from aisoule.whatsapp.provider import (
@@ -57,11 +57,11 @@ async def send(
             return earlier, False
     account = await accounts.for_sending(session, workspace_id, data.account_id)
     contact = await _recipient(session, workspace_id, data.to)
-    cw = await repo.contact_whatsapp(contact["id"])
-    if cw is not None and cw.opted_out_at is not None:
+    opted_out_at, opt_out_reason, last = await repo.recipient_state(account.id, contact["id"])
+    if opted_out_at is not None:
         raise ValidationFailed(
-            f"to: this contact opted out of WhatsApp messages on {iso_z(cw.opted_out_at)} "
-            f"({cw.opt_out_reason or 'opt-out'}); they must write to you again to opt back in",
+            f"to: this contact opted out of WhatsApp messages on {iso_z(opted_out_at)} "
+            f"({opt_out_reason or 'opt-out'}); they must write to you again to opt back in",
             field="to",
             code="contact_opted_out",
         )
@@ -70,7 +70,6 @@ async def send(
         assert data.template is not None
         template = await _check_template(session, workspace_id, account, data.template)
     else:
-        last = await repo.last_inbound_at(account.id, contact["id"])
         if last is None or utcnow() - last > WINDOW:
             since = f"last wrote {iso_z(last)}" if last else "has never written to this number"
             raise ValidationFailed(
@@ -103,15 +102,14 @@ async def send(
         updated_at=now,
     )
     try:
-        async with session.begin_nested():
-            await repo.add(message)
+        # No savepoint: a duplicate key fails the whole request, which is rolled back anyway.
+        # The "queued" history entry is the row's created_at (see history()).
+        await repo.add(message)
     except IntegrityError as exc:
         raise Conflict(
             "Idempotency-Key: a message with this key is being created; retry",
             code="idempotency_conflict",
         ) from exc
-    await repo.add_status_event(message.id, st.QUEUED, now)
-    await repo.touch_conversation(workspace_id, account.id, contact["id"], now, inbound=False)
     queue.after_commit(session, queue.SEND_MESSAGE, str(message.id))
     return message, True
 
@@ -536,7 +534,9 @@ async def get(session: AsyncSession, workspace_id: uuid.UUID, message_id: str) -
 
 
 async def history(session: AsyncSession, message: Message) -> list[dict[str, Any]]:
-    events = await MessageRepository(session).status_events(message.id)
+    events = list(await MessageRepository(session).status_events(message.id))
+    if message.direction == "outbound" and all(e.status != st.QUEUED for e in events):
+        events.append(MessageStatusEvent(status=st.QUEUED, at=message.created_at, error=None))
     return [
         {"status": e.status, "at": iso_z(e.at), "error": e.error}
         # Lifecycle order: Meta stamps statuses to the second, so time alone can put "sent"
