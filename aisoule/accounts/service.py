@@ -21,6 +21,7 @@ from aisoule.accounts.schemas import AccountCreate, AccountUpdate
 from aisoule.config import Settings
 from aisoule.exceptions import Conflict, NotFound, UpstreamFailed, ValidationFailed
 from aisoule.kit.crypto import hmac_sha256_hex, seal, unseal
+from aisoule.kit.ids import parse_uuid
 from aisoule.kit.time import iso_z, utcnow
 from aisoule.models import WhatsAppAccount
 from aisoule.runtime import Runtime
@@ -62,7 +63,7 @@ async def list_page(
 
 
 async def get(session: AsyncSession, workspace_id: uuid.UUID, account_id: str) -> WhatsAppAccount:
-    parsed = _uuid(account_id)
+    parsed = parse_uuid(account_id)
     account = await WhatsAppAccountRepository(session).get(workspace_id, parsed) if parsed else None
     if account is None:
         raise NotFound("WhatsApp account not found", code="account_not_found")
@@ -78,7 +79,7 @@ async def for_sending(
 ) -> WhatsAppAccount:
     """The account a message goes out through: the one named, or the workspace's default."""
     if account_id is not None:
-        parsed = _uuid(account_id)
+        parsed = parse_uuid(account_id)
         account = (
             await WhatsAppAccountRepository(session).get(workspace_id, parsed) if parsed else None
         )
@@ -193,8 +194,20 @@ async def _ensure_on_emulator(rt: Runtime, account: WhatsAppAccount) -> None:
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
             http.post(f"{url}/_emulator/numbers", json=body) as resp,
         ):
+            if 400 <= resp.status < 500:
+                # The number's ids or display number do not fit the emulator: the caller's input.
+                try:
+                    body = await resp.json(content_type=None)
+                except ValueError:
+                    body = None
+                reason = body.get("error") if isinstance(body, dict) else None
+                raise MetaAPIError(
+                    http_status=400,
+                    code=100,
+                    message=f"the emulator refused this number: {reason or resp.status}",
+                )
             if resp.status >= 300:
-                raise UpstreamFailed(f"the emulator refused the sandbox number: HTTP {resp.status}")
+                raise ProviderUnavailable(f"the emulator answered HTTP {resp.status}")
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise ProviderUnavailable(f"the emulator at {url} is unreachable: {exc!r}") from exc
     _registered.add((url, account.phone_number_id))
@@ -285,6 +298,10 @@ async def connect(
             await _ensure_on_emulator(rt, probe)
         except ProviderUnavailable as exc:
             raise UpstreamFailed(str(exc)) from exc
+        except MetaAPIError as exc:
+            raise ValidationFailed(
+                f"phone_number_id: {exc.message}", field="phone_number_id", code="meta_rejected"
+            ) from exc
     node = await _read_phone_number(rt, data.provider, data.phone_number_id, data.access_token)
     now = utcnow()
     first = await repo.default(workspace_id) is None
@@ -411,10 +428,3 @@ async def create_sandbox(
     except Exception as exc:
         log.info("sandbox_not_registered_yet", account_id=str(account.id), error=repr(exc))
     return account
-
-
-def _uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        return None

@@ -18,6 +18,7 @@ from aisoule.contacts.schemas import (
 )
 from aisoule.db.raw import driver_connection
 from aisoule.exceptions import Conflict, NotFound, ValidationFailed
+from aisoule.kit.ids import parse_uuid
 from aisoule.kit.time import utcnow
 from aisoule.workspaces import service as workspace_service
 
@@ -47,7 +48,7 @@ async def list_contacts(
 
 
 async def get_by_uuid(session: AsyncSession, workspace_id: uuid.UUID, contact_id: str) -> Row:
-    parsed = _parse_uuid(contact_id)
+    parsed = parse_uuid(contact_id)
     row = (
         None
         if parsed is None
@@ -63,13 +64,6 @@ async def get_by_id(session: AsyncSession, workspace_id: uuid.UUID, contact_id: 
     if row is None:
         raise NotFound(CONTACT_NOT_FOUND, code="contact_not_found")
     return row
-
-
-def _parse_uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except ValueError:
-        return None
 
 
 def _merge_custom_fields(current: Mapping[Any, Any], incoming: Mapping[Any, Any]) -> dict[str, Any]:
@@ -227,7 +221,7 @@ async def create_api(session: AsyncSession, workspace_id: uuid.UUID, data: Conta
 async def update_api(
     session: AsyncSession, workspace_id: uuid.UUID, contact_id: str, data: ContactUpdateApi
 ) -> Row:
-    parsed = _parse_uuid(contact_id)
+    parsed = parse_uuid(contact_id)
     repo = ContactRepository(session)
     existing = (
         None if parsed is None else await repo.get_by_uuid(workspace_id, parsed, for_update=True)
@@ -249,7 +243,7 @@ async def _delete(session: AsyncSession, workspace_id: uuid.UUID, existing: Row 
 
 
 async def delete_by_uuid(session: AsyncSession, workspace_id: uuid.UUID, contact_id: str) -> Row:
-    parsed = _parse_uuid(contact_id)
+    parsed = parse_uuid(contact_id)
     repo = ContactRepository(session)
     existing = (
         None if parsed is None else await repo.get_by_uuid(workspace_id, parsed, for_update=True)
@@ -294,7 +288,7 @@ async def find_for_message(
     """A contact named by an /api uuid or a /v1 ``cnt_`` id (None when neither matches)."""
     if reference.startswith("cnt_") and reference[4:].isdigit() and len(reference) <= 22:
         return await ContactRepository(session).get_by_id(workspace_id, int(reference[4:]))
-    parsed = _parse_uuid(reference)
+    parsed = parse_uuid(reference)
     if parsed is None:
         return None
     return await ContactRepository(session).get_by_uuid(workspace_id, parsed)

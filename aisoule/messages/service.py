@@ -18,6 +18,7 @@ from aisoule.accounts import service as accounts
 from aisoule.contacts import service as contacts
 from aisoule.db.engine import writing
 from aisoule.exceptions import Conflict, NotFound, ValidationFailed
+from aisoule.kit.ids import parse_uuid
 from aisoule.kit.phone import InvalidPhone, digits_only, normalize_phone
 from aisoule.kit.time import iso_z, utcnow
 from aisoule.messages import status as st
@@ -115,7 +116,7 @@ async def send(
 
 
 async def _recipient(session: AsyncSession, workspace_id: uuid.UUID, to: str) -> Any:
-    if to.startswith("cnt_") or _is_uuid(to):
+    if to.startswith("cnt_") or parse_uuid(to) is not None:
         row = await contacts.find_for_message(session, workspace_id, to)
         if row is None:
             raise ValidationFailed("to: no such contact in this workspace", field="to")
@@ -526,7 +527,7 @@ async def opt_in(session: AsyncSession, workspace_id: uuid.UUID, contact_id: int
 
 
 async def get(session: AsyncSession, workspace_id: uuid.UUID, message_id: str) -> Message:
-    parsed = _uuid(message_id)
+    parsed = parse_uuid(message_id)
     message = await MessageRepository(session).get(workspace_id, parsed) if parsed else None
     if message is None:
         raise NotFound(MESSAGE_NOT_FOUND, code="message_not_found")
@@ -602,17 +603,6 @@ def to_out(message: Message, statuses: list[dict[str, Any]] | None = None) -> di
     if statuses is not None:
         out["statuses"] = statuses
     return out
-
-
-def _uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        return None
-
-
-def _is_uuid(value: str) -> bool:
-    return _uuid(value) is not None
 
 
 async def reconcile(rt: Runtime, lease_seconds: float = 120.0) -> list[str]:

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule.accounts import service as accounts
 from aisoule.exceptions import Conflict, NotFound, UpstreamFailed, ValidationFailed
+from aisoule.kit.ids import parse_uuid
 from aisoule.kit.time import iso_z, utcnow
 from aisoule.models import MessageTemplate, WhatsAppAccount
 from aisoule.runtime import Runtime
@@ -80,7 +81,7 @@ async def list_page(
 ) -> tuple[Sequence[MessageTemplate], int]:
     account: uuid.UUID | None = None
     if account_id is not None:
-        account = _uuid(account_id)
+        account = parse_uuid(account_id)
         if account is None:
             raise ValidationFailed("account_id: is not a valid id", field="account_id")
     return await TemplateRepository(session).search(
@@ -94,7 +95,7 @@ async def list_page(
 
 
 async def get(session: AsyncSession, workspace_id: uuid.UUID, template_id: str) -> MessageTemplate:
-    parsed = _uuid(template_id)
+    parsed = parse_uuid(template_id)
     row = await TemplateRepository(session).get(workspace_id, parsed) if parsed else None
     if row is None:
         raise NotFound("Template not found", code="template_not_found")
@@ -618,10 +619,3 @@ async def apply_status_update(session: AsyncSession, waba_id: str, value: dict[s
     await session.flush()
     log.info("template_status", meta_id=meta_id, status=status, rows=len(rows))
     return True
-
-
-def _uuid(value: str) -> uuid.UUID | None:
-    try:
-        return uuid.UUID(value)
-    except (ValueError, AttributeError, TypeError):
-        return None

@@ -160,3 +160,19 @@ def test_scopes_and_isolation(ws: Workspace, make_workspace: Any) -> None:
         assert theirs.put(f"/api/accounts/{my_id}", json={"name": "x"}).status_code == 404
         assert theirs.delete(f"/api/accounts/{my_id}").status_code == 404
         assert mine.get(f"/api/accounts/{my_id}").status_code == 200
+
+
+def test_an_emulator_number_the_emulator_refuses_is_a_422(api: httpx.Client) -> None:
+    sandbox = api.get("/api/accounts").json()["data"]["accounts"][0]
+    # The sandbox's phone number id used as a WABA id: the emulator refuses (ids are one kind).
+    r = api.post(
+        "/api/accounts",
+        json={
+            "provider": "emulator",
+            "phone_number_id": "5550001",
+            "waba_id": sandbox["phone_number_id"],
+            "access_token": "emulator-token",
+        },
+    )
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"][0]["field"] == "phone_number_id"
