@@ -196,11 +196,12 @@ async def _ensure_on_emulator(rt: Runtime, account: WhatsAppAccount) -> None:
         ):
             if 400 <= resp.status < 500:
                 # The number's ids or display number do not fit the emulator: the caller's input.
+                answer: Any = None
                 try:
-                    body = await resp.json(content_type=None)
+                    answer = await resp.json(content_type=None)
                 except ValueError:
-                    body = None
-                reason = body.get("error") if isinstance(body, dict) else None
+                    pass
+                reason = answer.get("error") if isinstance(answer, dict) else None
                 raise MetaAPIError(
                     http_status=400,
                     code=100,
