@@ -4,6 +4,7 @@ bundled emulator when sandboxes are on (the embedded default), so sending works 
 
 from __future__ import annotations
 
+import contextlib
 import re
 import secrets
 import uuid
@@ -197,10 +198,8 @@ async def _ensure_on_emulator(rt: Runtime, account: WhatsAppAccount) -> None:
             if 400 <= resp.status < 500:
                 # The number's ids or display number do not fit the emulator: the caller's input.
                 answer: Any = None
-                try:
+                with contextlib.suppress(ValueError):
                     answer = await resp.json(content_type=None)
-                except ValueError:
-                    pass
                 reason = answer.get("error") if isinstance(answer, dict) else None
                 raise MetaAPIError(
                     http_status=400,
