@@ -16,7 +16,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aisoule import queue
 from aisoule.accounts import service as accounts
 from aisoule.contacts import service as contacts
-from aisoule.db.engine import writing
 from aisoule.exceptions import Conflict, NotFound, ValidationFailed
 from aisoule.kit.ids import parse_uuid
 from aisoule.kit.phone import InvalidPhone, digits_only, normalize_phone
@@ -32,6 +31,7 @@ from aisoule.whatsapp.provider import (
     MetaAPIError,
     ProviderUnavailable,
     SendOutcomeUnknown,
+    SentMessage,
 )
 
 log = structlog.get_logger(__name__)
@@ -273,51 +273,54 @@ def _template_text(template: MessageTemplate, components: list[dict[str, Any]]) 
 # -- the worker's side --------------------------------------------------------------------------
 
 
-async def deliver(rt: Runtime, message_id: uuid.UUID) -> None:
-    """Claim a queued message and hand it to Meta once. Called by the worker task.
+async def claim(session: AsyncSession, message_id: uuid.UUID) -> bool:
+    """Queued → sending, once (two workers given the same id cannot both send it)."""
+    return await MessageRepository(session).claim(message_id, utcnow())
 
-    No transaction stays open during the call to Meta: claim and commit, send, then record the
-    answer in a new transaction.
-    """
-    async with writing(rt.sessionmaker) as session:
-        if not await MessageRepository(session).claim(message_id, utcnow()):
-            return
-        await session.commit()
-    async with rt.sessionmaker() as session:
-        message = await MessageRepository(session).get_any(message_id)
-        account = await accounts.get_by_id(session, message.account_id) if message else None
-        await session.commit()
-    if message is None or account is None:  # pragma: no cover - deleted meanwhile
-        return
-    outcome: Any
+
+async def load_for_send(
+    session: AsyncSession, message_id: uuid.UUID
+) -> tuple[Message, WhatsAppAccount] | None:
+    message = await MessageRepository(session).get_any(message_id)
+    account = await accounts.get_by_id(session, message.account_id) if message else None
+    return None if message is None or account is None else (message, account)
+
+
+SendOutcome = SentMessage | MetaAPIError | SendOutcomeUnknown | ProviderUnavailable
+
+
+async def send_to_meta(rt: Runtime, message: Message, account: WhatsAppAccount) -> SendOutcome:
+    """The one call to Meta for a claimed message, paced to the number's throughput. No database
+    work here: no transaction stays open while Meta answers."""
     if rt.pacer is not None:
         await rt.pacer.acquire(account.phone_number_id, account.throughput)
     try:
         sender = await accounts.sender(rt, account)
-        outcome = await sender.provider.send_message(
+        return await sender.provider.send_message(
             sender.phone_number_id, message.payload, access_token=sender.access_token
         )
     except (MetaAPIError, SendOutcomeUnknown, ProviderUnavailable) as exc:
-        outcome = exc
-    async with writing(rt.sessionmaker) as session:
-        message = await MessageRepository(session).get_any(message_id)
-        if message is None:  # pragma: no cover
-            return
-        if isinstance(outcome, MetaAPIError):
-            await _failed_send(session, rt, message, outcome)
-        elif isinstance(outcome, SendOutcomeUnknown):
-            log.warning("send_outcome_unknown", message_id=str(message.id), error=str(outcome))
-            await _set_status(session, message, st.UNKNOWN, utcnow())
-        elif isinstance(outcome, ProviderUnavailable):
-            await _retry_later(
-                session, rt, message, _error("unreachable", str(outcome), None, True)
-            )
-        else:
-            message.wamid = outcome.message_id
-            message.error = None  # an earlier attempt's retryable error is history now
-            await _set_status(session, message, st.ACCEPTED, utcnow())
-        await session.commit()
-        await queue.flush_after_commit(session)
+        return exc
+
+
+async def record_outcome(
+    session: AsyncSession, rt: Runtime, message_id: uuid.UUID, outcome: SendOutcome
+) -> None:
+    """Meta's answer onto the message: accepted (wamid), failed, retried later, or unknown."""
+    message = await MessageRepository(session).get_any(message_id)
+    if message is None:  # pragma: no cover - deleted meanwhile
+        return
+    if isinstance(outcome, MetaAPIError):
+        await _failed_send(session, rt, message, outcome)
+    elif isinstance(outcome, SendOutcomeUnknown):
+        log.warning("send_outcome_unknown", message_id=str(message.id), error=str(outcome))
+        await _set_status(session, message, st.UNKNOWN, utcnow())
+    elif isinstance(outcome, ProviderUnavailable):
+        await _retry_later(session, rt, message, _error("unreachable", str(outcome), None, True))
+    else:
+        message.wamid = outcome.message_id
+        message.error = None  # an earlier attempt's retryable error is history now
+        await _set_status(session, message, st.ACCEPTED, utcnow())
 
 
 async def _failed_send(
@@ -605,14 +608,12 @@ def to_out(message: Message, statuses: list[dict[str, Any]] | None = None) -> di
     return out
 
 
-async def reconcile(rt: Runtime, lease_seconds: float = 120.0) -> list[str]:
+async def reconcile(session: AsyncSession, lease_seconds: float = 120.0) -> list[str]:
     """Ids of queued messages to (re)enqueue; sends stuck in ``sending`` become ``unknown``."""
     now = utcnow()
-    async with writing(rt.sessionmaker) as session:
-        repo = MessageRepository(session)
-        stale = await repo.stale_sending(now - timedelta(seconds=lease_seconds), now)
-        due = await repo.due(now, now - timedelta(seconds=10), limit=500)
-        await session.commit()
+    repo = MessageRepository(session)
+    stale = await repo.stale_sending(now - timedelta(seconds=lease_seconds), now)
+    due = await repo.due(now, now - timedelta(seconds=10), limit=500)
     if stale:
         log.warning("sends_outcome_unknown_after_crash", count=stale)
     return [str(i) for i in due]

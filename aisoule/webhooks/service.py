@@ -22,7 +22,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule import queue
 from aisoule.accounts import service as accounts
-from aisoule.db.engine import writing
 from aisoule.exceptions import AisouleError, Unauthorized
 from aisoule.kit.signing import verify_sha256
 from aisoule.kit.time import utcnow
@@ -319,51 +318,35 @@ _WAIT = "wait"
 AccountsFor = Callable[[str | None, str | None], Awaitable[Sequence[WhatsAppAccount]]]
 
 
-async def process(rt: Runtime, *, retry: bool = False) -> int:
-    """Apply unprocessed events in batches until none is left; the number handled.
+async def process_batch(
+    session: AsyncSession, rt: Runtime, *, after: int, retry: bool = False
+) -> tuple[int, int] | None:
+    """Apply one batch of unprocessed events with ids above ``after``: (handled, last id), or
+    None when there is none. The caller commits.
 
     ``retry``: also the events that wait for their message beyond the quick attempts (the
-    reconciler's run). Each batch is one transaction that holds its rows (SKIP LOCKED on
-    PostgreSQL), applied in Meta's timestamp order; one bad event never blocks the others.
+    reconciler's run). The batch's rows are held (SKIP LOCKED on PostgreSQL) and applied in
+    Meta's timestamp order; one bad event never blocks the others.
     """
-    handled = 0
-    after = 0
-    while True:
-        async with writing(rt.sessionmaker) as session:
-            repo = WebhookEventRepository(session)
-            rows = await repo.claim(
-                after_id=after, limit=BATCH, max_quick_attempts=None if retry else QUICK_ATTEMPTS
-            )
-            if not rows:
-                await session.commit()
-                return handled
-            events = [
-                _Event(
-                    r.id,
-                    r.kind,
-                    r.phone_number_id,
-                    r.waba_id,
-                    r.payload,
-                    r.received_at,
-                    r.attempts,
-                )
-                for r in rows
-            ]
-            after = events[-1].id
-            done, waiting = await _apply_batch(session, rt, events)
-            await repo.finish(done, waiting, utcnow())
-            await session.commit()
-            await queue.flush_after_commit(session)
-            handled += len(done)
+    repo = WebhookEventRepository(session)
+    rows = await repo.claim(
+        after_id=after, limit=BATCH, max_quick_attempts=None if retry else QUICK_ATTEMPTS
+    )
+    if not rows:
+        return None
+    events = [
+        _Event(r.id, r.kind, r.phone_number_id, r.waba_id, r.payload, r.received_at, r.attempts)
+        for r in rows
+    ]
+    done, waiting = await _apply_batch(session, rt, events)
+    await repo.finish(done, waiting, utcnow())
+    return len(done), events[-1].id
 
 
-async def has_pending(rt: Runtime) -> bool:
-    async with rt.sessionmaker() as session:
-        pending = await WebhookEventRepository(session).has_pending(
-            retry=True, max_quick_attempts=QUICK_ATTEMPTS
-        )
-        await session.rollback()
-    return pending
+async def has_pending(session: AsyncSession) -> bool:
+    return await WebhookEventRepository(session).has_pending(
+        retry=True, max_quick_attempts=QUICK_ATTEMPTS
+    )
 
 
 async def _apply_batch(

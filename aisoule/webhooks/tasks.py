@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 
-from aisoule import runtime
+from aisoule import queue, runtime
+from aisoule.db.engine import writing
+from aisoule.runtime import Runtime
 from aisoule.webhooks import service
 
 ROUND_PAUSE = 0.05  # seconds
@@ -28,10 +30,36 @@ async def process_webhooks(mode: str = "") -> None:
     try:
         while True:
             _again, _again_retry = False, False
-            await service.process(runtime.current(), retry=retry)
+            rt = runtime.maybe_current()
+            if rt is None:  # shutting down: the events stay stored, the next start applies them
+                return
+            await process(rt, retry=retry)
             if not _again:
                 return
             retry = _again_retry
             await asyncio.sleep(ROUND_PAUSE)
     finally:
         _running = False
+
+
+async def process(rt: Runtime, *, retry: bool = False) -> int:
+    """Apply unprocessed events in batches, one transaction each, until none is left."""
+    handled = 0
+    after = 0
+    while True:
+        async with writing(rt.sessionmaker) as session:
+            batch = await service.process_batch(session, rt, after=after, retry=retry)
+            await session.commit()
+            if batch is None:
+                return handled
+            await queue.flush_after_commit(session)
+        handled += batch[0]
+        after = batch[1]
+
+
+async def has_pending(rt: Runtime) -> bool:
+    """The reconciler's part: whether events wait to be (re)applied."""
+    async with rt.sessionmaker() as session:
+        pending = await service.has_pending(session)
+        await session.rollback()
+    return pending

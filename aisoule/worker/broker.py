@@ -19,10 +19,8 @@ from taskiq.exceptions import UnknownTaskError
 
 from aisoule import queue
 from aisoule.config import Settings
-from aisoule.messages import service as messages
 from aisoule.messages import tasks as message_tasks
 from aisoule.runtime import Runtime
-from aisoule.webhooks import service as webhooks
 from aisoule.webhooks import tasks as webhook_tasks
 
 log = structlog.get_logger(__name__)
@@ -37,12 +35,12 @@ Reconciler = Callable[[Runtime], Awaitable[list[tuple[str, tuple[Any, ...]]]]]
 
 
 async def _messages(rt: Runtime) -> list[tuple[str, tuple[Any, ...]]]:
-    return [(queue.SEND_MESSAGE, (mid,)) for mid in await messages.reconcile(rt)]
+    return [(queue.SEND_MESSAGE, (mid,)) for mid in await message_tasks.due_for_sending(rt)]
 
 
 async def _webhooks(rt: Runtime) -> list[tuple[str, tuple[Any, ...]]]:
     # Unprocessed events: a lost queue, or statuses waiting for their message's wamid.
-    return [(queue.PROCESS_WEBHOOKS, ("retry",))] if await webhooks.has_pending(rt) else []
+    return [(queue.PROCESS_WEBHOOKS, ("retry",))] if await webhook_tasks.has_pending(rt) else []
 
 
 RECONCILERS: list[Reconciler] = [_messages, _webhooks]
