@@ -201,47 +201,26 @@ class MessageRepository:
 
     # -- conversations and opt-outs ------------------------------------------------------------
 
-    async def last_inbound_at(self, account_id: uuid.UUID, contact_id: int) -> datetime | None:
-        result = await self.session.execute(
-            select(Conversation.last_inbound_at).where(
-                Conversation.account_id == account_id, Conversation.contact_id == contact_id
-            )
-        )
-        return result.scalar_one_or_none()
-
-    async def touch_conversation(
-        self,
-        workspace_id: uuid.UUID,
-        account_id: uuid.UUID,
-        contact_id: int,
-        at: datetime,
-        inbound: bool,
+    async def open_window(
+        self, workspace_id: uuid.UUID, account_id: uuid.UUID, contact_id: int, at: datetime
     ) -> None:
-        values: dict[str, Any] = {
-            "workspace_id": workspace_id,
-            "account_id": account_id,
-            "contact_id": contact_id,
-            "last_message_at": at,
-        }
-        if inbound:
-            values["last_inbound_at"] = at
-        stmt = _insert(self.session, Conversation).values(**values)
-        excluded = stmt.excluded
-        sets: dict[str, Any] = {
-            "last_message_at": func.coalesce(
-                func.max(Conversation.last_message_at, excluded.last_message_at)
-                if self.session.get_bind().dialect.name == "sqlite"
-                else func.greatest(Conversation.last_message_at, excluded.last_message_at),
-                excluded.last_message_at,
+        """The customer wrote at ``at``: their 24-hour window on this number runs from the latest
+        such time (a late, out-of-order webhook never moves it back)."""
+        stmt = _insert(self.session, Conversation).values(
+            workspace_id=workspace_id,
+            account_id=account_id,
+            contact_id=contact_id,
+            last_inbound_at=at,
+            last_message_at=at,
+        )
+        new = stmt.excluded
+        latest = func.max if self.session.get_bind().dialect.name == "sqlite" else func.greatest
+        sets = {
+            col: func.coalesce(
+                latest(getattr(Conversation, col), getattr(new, col)), getattr(new, col)
             )
+            for col in ("last_inbound_at", "last_message_at")
         }
-        if inbound:
-            sets["last_inbound_at"] = func.coalesce(
-                func.max(Conversation.last_inbound_at, excluded.last_inbound_at)
-                if self.session.get_bind().dialect.name == "sqlite"
-                else func.greatest(Conversation.last_inbound_at, excluded.last_inbound_at),
-                excluded.last_inbound_at,
-            )
         await self.session.execute(
             stmt.on_conflict_do_update(index_elements=["account_id", "contact_id"], set_=sets)
         )
@@ -262,9 +241,6 @@ class MessageRepository:
         )
         row = result.one()
         return row[0], row[1], row[2]
-
-    async def contact_whatsapp(self, contact_id: int) -> ContactWhatsApp | None:
-        return await self.session.get(ContactWhatsApp, contact_id)
 
     async def upsert_contact_whatsapp(
         self, workspace_id: uuid.UUID, contact_id: int, now: datetime, **values: Any

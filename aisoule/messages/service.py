@@ -32,6 +32,7 @@ from aisoule.whatsapp.provider import (
     ProviderUnavailable,
     SendOutcomeUnknown,
     SentMessage,
+    classify,
 )
 
 log = structlog.get_logger(__name__)
@@ -399,8 +400,6 @@ async def apply_status(
         first = (errors or [{}])[0]
         code = first.get("code")
         details = (first.get("error_data") or {}).get("details") or first.get("message")
-        from aisoule.whatsapp.provider import classify
-
         error = _error(
             code,
             first.get("title"),
@@ -474,7 +473,7 @@ async def record_inbound(
     await repo.upsert_contact_whatsapp(
         account.workspace_id, contact["id"], now, wa_id=wa_id, profile_name=profile_name
     )
-    await repo.touch_conversation(account.workspace_id, account.id, contact["id"], at, inbound=True)
+    await repo.open_window(account.workspace_id, account.id, contact["id"], at)
     message = Message(
         id=uuid.uuid4(),
         workspace_id=account.workspace_id,
@@ -581,15 +580,15 @@ async def list_page(
 
 
 def to_out(message: Message, statuses: list[dict[str, Any]] | None = None) -> dict[str, Any]:
-    business_side = None
     out: dict[str, Any] = {
         "id": str(message.id),
         "account_id": str(message.account_id),
         "contact_id": f"cnt_{message.contact_id}" if message.contact_id is not None else None,
         "direction": message.direction,
         "type": message.type,
-        "to": message.phone if message.direction == "outbound" else business_side,
-        "from": message.phone if message.direction == "inbound" else business_side,
+        # The customer's number on their side of the message (our side is the account's).
+        "to": message.phone if message.direction == "outbound" else None,
+        "from": message.phone if message.direction == "inbound" else None,
         "status": message.status,
         "wamid": message.wamid,
         "content": {
