@@ -289,18 +289,12 @@ def _check_header(where: str, comp: dict[str, Any], parameter_format: str) -> di
                 example.get("header_text_named_params"),
                 names,
             )
-    elif fmt != "LOCATION":
-        handle = example.get("header_handle")
-        if (
-            not isinstance(handle, list)
-            or not handle
-            or not all(isinstance(h, str) and h for h in handle)
-        ):
-            raise ValidationFailed(
-                f"{where}.example.header_handle: a {fmt} header needs a sample media handle "
-                '(from the Resumable Upload API), as ["4::aW..."]',
-                field=f"{where}.example.header_handle",
-            )
+    elif fmt != "LOCATION" and not _nonempty_strings(example.get("header_handle")):
+        raise ValidationFailed(
+            f"{where}.example.header_handle: a {fmt} header needs a sample media handle "
+            '(from the Resumable Upload API), as ["4::aW..."]',
+            field=f"{where}.example.header_handle",
+        )
     return comp
 
 
@@ -362,12 +356,7 @@ def _check_buttons(where: str, comp: dict[str, Any]) -> None:
                         f"{at}.url: a URL can have one variable, {{{{1}}}}, at its end",
                         field=f"{at}.url",
                     )
-                example = button.get("example")
-                if (
-                    not isinstance(example, list)
-                    or not example
-                    or not all(isinstance(e, str) and e for e in example)
-                ):
+                if not _nonempty_strings(button.get("example")):
                     raise ValidationFailed(
                         f"{at}.example: every variable needs an example: give the full URL, as "
                         '["https://example.com/order/123"]',
@@ -619,3 +608,8 @@ async def apply_status_update(session: AsyncSession, waba_id: str, value: dict[s
     await session.flush()
     log.info("template_status", meta_id=meta_id, status=status, rows=len(rows))
     return True
+
+
+def _nonempty_strings(value: Any) -> bool:
+    """A non-empty list of non-empty strings (Meta's sample handles and URL examples)."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) and v for v in value)
