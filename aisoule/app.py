@@ -22,6 +22,7 @@ from aisoule.api_keys import usage as key_usage
 from aisoule.config import Settings, get_settings
 from aisoule.db.engine import create_engine, create_sessionmaker, ping
 from aisoule.idempotency import service as idempotency
+from aisoule.kit import gctuning
 from aisoule.kit.crypto import derive_key
 from aisoule.kit.logging import configure_logging
 from aisoule.kit.responses import ORJSONResponse
@@ -108,6 +109,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         await background.start()
         housekeeping = asyncio.create_task(_housekeeping(app, settings))
         sandboxes = asyncio.create_task(_register_sandboxes(rt))
+        gctuning.settle_after_startup()
         try:
             yield
         finally:

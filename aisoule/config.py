@@ -40,7 +40,12 @@ class Settings(BaseSettings):
     port: int = Field(default=8000, ge=1, le=65535)
     data_dir: Path = Path("./var")
     database_url: str = ""
-    database_pool_size: int = Field(default=10, ge=1, le=200)
+    # PostgreSQL connections each process keeps open, and how many more it may open for a burst.
+    # Overflow connections are closed again when returned, so a load above the pool size makes
+    # the process connect and disconnect all the time (each connection is a PostgreSQL process
+    # fork): size the pool for the concurrency a process serves and keep the overflow small.
+    database_pool_size: int = Field(default=20, ge=1, le=200)
+    database_max_overflow: int = Field(default=0, ge=0, le=200)
     secret_key: SecretStr | None = None
     signup_enabled: bool = True
     session_ttl_hours: int = Field(default=24 * 14, ge=1)

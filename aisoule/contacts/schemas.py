@@ -11,7 +11,6 @@ from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aisoule.kit.phone import InvalidPhone, digits_only, normalize_phone
-from aisoule.kit.time import iso_z
 from aisoule.kit.validation import InputModel
 
 MAX_TAGS = 50
@@ -206,8 +205,8 @@ def api_contact(row: Mapping[Any, Any]) -> dict[str, Any]:
         "tags": row["tags"],
         "stage": row["stage"],
         "custom_fields": row["custom_fields"],
-        "created_at": iso_z(row["created_at"]),
-        "updated_at": iso_z(row["updated_at"]),
+        "created_at": row["created_at"],  # datetimes: rendered by ORJSONResponse (UTC, Z)
+        "updated_at": row["updated_at"],
     }
 
 
@@ -225,8 +224,8 @@ def v1_contact(row: Mapping[Any, Any]) -> dict[str, Any]:
         "tags": row["tags"],
         "custom_fields": row["custom_fields"],
         "stage": row["stage"],
-        "created_at": iso_z(row["created_at"]),
-        "updated_at": iso_z(row["updated_at"]),
+        "created_at": row["created_at"],  # datetimes: rendered by ORJSONResponse (UTC, Z)
+        "updated_at": row["updated_at"],
     }
 
 

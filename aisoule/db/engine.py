@@ -39,7 +39,7 @@ def create_engine(settings: Settings) -> AsyncEngine:
         return engine
     kwargs.update(
         pool_size=settings.database_pool_size,
-        max_overflow=settings.database_pool_size,
+        max_overflow=settings.database_max_overflow,
         pool_pre_ping=False,
         pool_recycle=3600,
     )
