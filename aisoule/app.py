@@ -182,8 +182,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     # Last added, outermost: CORS answers (preflights) get the request id and headers too.
     app.add_middleware(EdgeMiddleware, owner=app)
-    app.include_router(api_router)
+    # /v1 first: the integration API is the high-volume surface, and routes match in order.
     app.include_router(v1_router)
+    app.include_router(api_router)
     app.include_router(webhooks_router)
     if settings.emulator_mode == "embedded":
         from aisoule.whatsapp.emulator import EmulatorSettings, create_emulator_app

@@ -3,8 +3,8 @@ rate-limit and security headers, API key usage, storing idempotent responses).""
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from typing import Any
 
 import structlog
@@ -125,7 +125,7 @@ class EdgeMiddleware:
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 incoming = value.decode("latin-1")  # the last one counts
-        request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()
         structlog.contextvars.bind_contextvars(request_id=request_id)
         state: dict[str, Any] = scope.setdefault("state", {})
         https = scope.get("scheme") == "https"

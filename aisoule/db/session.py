@@ -22,10 +22,12 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """
     maker = request.app.state.sessionmaker
     async with maker() as session:
+        autocommit = False
         if request.method not in SAFE_METHODS:
             await session.connection(execution_options={WRITE_OPTION: True})
         elif request.app.state.read_autocommit:
             await session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+            autocommit = True
         try:
             yield session
         except BaseException:
@@ -33,7 +35,8 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
             await session.rollback()
             raise
         else:
-            await session.commit()
+            if not autocommit:  # in autocommit every statement committed itself
+                await session.commit()
             await queue.flush_after_commit(session)  # tasks only ever see committed rows
 
 
