@@ -16,7 +16,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from aisoule import __version__, errors, openapi, runtime
 from aisoule.accounts import service as account_service
-from aisoule.api import api_router, v1_router, webhooks_router
+from aisoule.api import include_routers
 from aisoule.api_keys import service as key_service
 from aisoule.api_keys import usage as key_usage
 from aisoule.config import Settings, get_settings
@@ -182,10 +182,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
     # Last added, outermost: CORS answers (preflights) get the request id and headers too.
     app.add_middleware(EdgeMiddleware, owner=app)
-    # /v1 first: the integration API is the high-volume surface, and routes match in order.
-    app.include_router(v1_router)
-    app.include_router(api_router)
-    app.include_router(webhooks_router)
+    include_routers(app)
     if settings.emulator_mode == "embedded":
         from aisoule.whatsapp.emulator import EmulatorSettings, create_emulator_app
 
