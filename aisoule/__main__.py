@@ -67,6 +67,9 @@ def serve(
         port=port or settings.port,
         workers=workers,
         log_level=settings.log_level.lower(),
+        # uvicorn formats each access line before its logger drops it: above INFO nothing would
+        # be printed, so do not pay for it (measured: about 2% of a list request's CPU).
+        access_log=settings.log_level.upper() in ("DEBUG", "INFO"),
         # X-Forwarded-For/-Proto are believed only from the configured proxies.
         proxy_headers=bool(proxies),
         forwarded_allow_ips=proxies or None,
