@@ -284,6 +284,22 @@ def _checks(results: Results) -> list[str]:
             f"Upsert run: {up['counters'].get('created', 0):,} created (201), "
             f"{up['counters'].get('updated', 0):,} updated (200)."
         )
+    spreads = [
+        f"{name} "
+        + " / ".join(_n(r["rps"]) for r in s["api_runs"])
+        + " req/s"
+        + " (p99 "
+        + " / ".join(_ms(r["p99_ms"]) for r in s["api_runs"])
+        + " ms)"
+        for name, s in results["scenarios"].items()
+        if len(s.get("api_runs") or []) > 1
+    ]
+    if spreads:
+        out.append(
+            f"API figures are the median of {len(next(iter(results['scenarios'].values()))['api_runs'])} "
+            "runs by req/s (the speed of this virtual machine drifts between runs minutes apart, "
+            "with nothing else running); every run: " + "; ".join(spreads) + "."
+        )
     repeated = [
         f"{name} ({kind}: {s[kind + '_attempts']} runs)"
         for name, s in results["scenarios"].items()
@@ -331,15 +347,16 @@ def markdown(results: Results) -> str:
         f"{m['wrk']}.",
         f"- Everything on that one machine: PostgreSQL, the server "
         f"(`aisoule serve --workers {cfg['workers']}`: uvicorn {v['uvicorn']}, FastAPI {v['fastapi']}, "
-        f"SQLAlchemy {v['sqlalchemy']}, asyncpg {v['asyncpg']}, default pool settings) and the load "
-        "generators.",
+        f"SQLAlchemy {v['sqlalchemy']}, asyncpg {v['asyncpg']}, default settings: a pool of 20 "
+        "connections per worker, no overflow) and the load generators.",
         f"- Data: one workspace with {cfg['contacts']:,} contacts in database `{cfg['database']}` "
         "(seeded with COPY by `bench/seed.py`: 10% tagged `vip`, a region tag on each, a third "
         "`newsletter`, four stages; `contact_tags` and `contact_counts` filled to match; VACUUM "
         "ANALYZE). Created through the real code paths: `aisoule user create`, `aisoule apikey "
         "create`, Alembic migrations.",
         f"- API load: `wrk -t{cfg['threads']} -c{cfg['connections']} -d{cfg['duration_s']}s "
-        f"--latency` after a {cfg['warmup_s']} s warm-up, the key as `Authorization: Bearer`. "
+        f"--latency` after a {cfg['warmup_s']} s warm-up, {cfg.get('repeat', 1)} runs per scenario "
+        "(the median is reported), the key as `Authorization: Bearer`. "
         'Upserts: `bench/wrk/upsert.lua`, body `{"phone", "first_name": "Bench", "tags": '
         '["bench"], "custom_fields": {"k": "v"}}`; half the phones are seeded contacts '
         "(updates), half fresh numbers (inserts).",
