@@ -17,6 +17,7 @@ from aisoule.accounts.schemas import (
 )
 from aisoule.auth.dependencies import AccountsRead, AccountsWrite
 from aisoule.db.session import DBSession
+from aisoule.idempotency.dependencies import IDEMPOTENT
 from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
 from aisoule.kit.pagination import Page
 from aisoule.kit.responses import ORJSONResponse
@@ -55,6 +56,7 @@ async def list_accounts(
 
 @router.post(
     "",
+    dependencies=IDEMPOTENT,
     summary="Connect a WhatsApp number",
     description="Validated by reading the phone number from Meta with the token given. The "
     "access token and app secret are stored encrypted and never returned.",

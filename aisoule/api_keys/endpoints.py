@@ -18,6 +18,7 @@ from aisoule.audit.schemas import AuditEventType
 from aisoule.auth.dependencies import KeysManage
 from aisoule.db.session import DBSession
 from aisoule.exceptions import NotFound
+from aisoule.idempotency.dependencies import IDEMPOTENT
 from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
 from aisoule.kit.responses import ORJSONResponse
 
@@ -26,6 +27,7 @@ router = APIRouter(prefix="/api-keys", tags=["API keys"])
 
 @router.post(
     "",
+    dependencies=IDEMPOTENT,
     status_code=201,
     summary="Create an API key (the secret is shown once)",
     response_model=None,

@@ -18,6 +18,7 @@ from aisoule.contacts.schemas import (
     api_contact,
 )
 from aisoule.db.session import DBSession
+from aisoule.idempotency.dependencies import IDEMPOTENT
 from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
 from aisoule.kit.pagination import Page
 from aisoule.kit.responses import ORJSONResponse
@@ -84,6 +85,7 @@ async def list_contacts(
 
 @router.post(
     "",
+    dependencies=IDEMPOTENT,
     status_code=201,
     summary="Create contact",
     response_model=None,

@@ -21,6 +21,7 @@ from aisoule.contacts.schemas import (
 )
 from aisoule.db.session import DBSession
 from aisoule.exceptions import NotFound
+from aisoule.idempotency.dependencies import IDEMPOTENT
 from aisoule.kit.responses import ORJSONResponse
 
 router = APIRouter(prefix="/contacts", tags=["Contacts (v1)"])
@@ -43,6 +44,7 @@ def _parse_id(contact_id: str) -> int:
 
 @router.post(
     "",
+    dependencies=IDEMPOTENT,
     summary="Create or update contact (by phone)",
     description="Creates the contact (201), or updates the one with this phone (200). Fields sent "
     "overwrite; `tags` replace; `custom_fields` merge key by key, a null value removes a key.",

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Header, Query
 from aisoule import runtime
 from aisoule.auth.dependencies import MessagesSend
 from aisoule.db.session import DBSession
+from aisoule.idempotency.dependencies import IDEMPOTENT
 from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
 from aisoule.kit.pagination import Page
 from aisoule.kit.responses import ORJSONResponse
@@ -31,6 +32,7 @@ IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", include_i
 
 @router.post(
     "/send",
+    dependencies=IDEMPOTENT,
     summary="Send message",
     description="Checks the message as Meta would, writes it `queued` and answers 202; a worker "
     "sends it. Follow it with GET /api/messages/{id}.",

@@ -10,6 +10,7 @@ from pydantic import BaseModel
 from aisoule import runtime
 from aisoule.auth.dependencies import MessagesSend
 from aisoule.db.session import DBSession
+from aisoule.idempotency.dependencies import IDEMPOTENT
 from aisoule.kit.responses import ORJSONResponse
 from aisoule.messages import service
 from aisoule.messages.schemas import MessageOut, MessageSend, Queued
@@ -37,6 +38,7 @@ class V1MessageList(BaseModel):
 
 @router.post(
     "",
+    dependencies=IDEMPOTENT,
     summary="Send a message",
     status_code=202,
     response_model=None,

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query
 from aisoule import runtime
 from aisoule.auth.dependencies import TemplatesRead, TemplatesWrite
 from aisoule.db.session import DBSession
+from aisoule.idempotency.dependencies import IDEMPOTENT
 from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
 from aisoule.kit.pagination import Page
 from aisoule.kit.responses import ORJSONResponse
@@ -68,6 +69,7 @@ async def list_templates(
 
 @router.post(
     "",
+    dependencies=IDEMPOTENT,
     summary="Create a template and submit it to Meta",
     description="Checked here first (a 422 names the field), then submitted to Meta for review "
     "on the account's WhatsApp Business Account. It is PENDING until Meta approves or rejects "
@@ -85,6 +87,7 @@ async def create_template(
 
 @router.post(
     "/sync",
+    dependencies=IDEMPOTENT,
     summary="Pull the templates from Meta",
     description="Reads every template of the account's WhatsApp Business Account from Meta and "
     "makes the local list match: new ones are added, statuses and contents updated, and "

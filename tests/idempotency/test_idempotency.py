@@ -116,3 +116,30 @@ def test_without_the_header_posts_are_not_deduplicated(ws: Workspace) -> None:
     with ws.client() as c:
         assert c.post("/api/api-keys", json={"name": "x"}).status_code == 201
         assert c.post("/api/api-keys", json={"name": "x"}).status_code == 201
+
+
+def test_every_post_of_both_surfaces_honours_the_header(ws: Workspace) -> None:
+    """Every POST operation the OpenAPI document lists under /api and /v1, but sign-up, login and
+    logout, reads Idempotency-Key (a malformed one is refused before anything else happens), and
+    no other method does: the guard is declared per route, so a new POST without it fails here."""
+    with ws.client() as c:
+        paths = c.get("/openapi.json").json()["paths"]
+        posts = [
+            p
+            for p, ops in paths.items()
+            if "post" in ops
+            and p.startswith(("/api/", "/v1/"))
+            and not p.startswith("/api/auth/")
+            and "{" not in p
+        ]
+        assert {"/v1/contacts", "/api/contacts", "/api/messages/send", "/v1/messages"} <= set(posts)
+        for path in posts:
+            r = c.post(path, json={}, headers={"Idempotency-Key": "not valid"})
+            assert r.status_code == 400, (path, r.status_code, r.text)
+            assert "Idempotency-Key" in r.text, (path, r.text)
+        # GET ignores the header, malformed or not.
+        r = c.get("/v1/contacts", headers={"Idempotency-Key": "not valid"})
+        assert r.status_code == 200, r.text
+        # The auth routes do not take it (they have no workspace to keep it in).
+        r = c.post("/api/auth/login", json={}, headers={"Idempotency-Key": "not valid"})
+        assert r.status_code == 422, r.text
