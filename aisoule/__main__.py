@@ -254,6 +254,7 @@ def limits_set(
             await key_service.set_limits(session, target, per_minute, per_second)
         else:
             await workspace_service.set_limits(session, target, per_minute, per_second)
+            await key_service.announce_change(session)  # its keys' effective limits changed
         return f"limits set: {per_minute or 'default'}/min, {per_second or 'default'}/s"
 
     click.echo(_run(run))

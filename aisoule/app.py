@@ -17,10 +17,11 @@ from starlette.middleware.cors import CORSMiddleware
 from aisoule import __version__, errors, openapi, runtime
 from aisoule.accounts import service as account_service
 from aisoule.api import include_routers
+from aisoule.api_keys import cache as key_cache
 from aisoule.api_keys import service as key_service
 from aisoule.api_keys import usage as key_usage
 from aisoule.config import Settings, get_settings
-from aisoule.db.engine import create_engine, create_sessionmaker, ping
+from aisoule.db.engine import connect_driver, create_engine, create_sessionmaker, ping
 from aisoule.idempotency import service as idempotency
 from aisoule.kit import gctuning
 from aisoule.kit.crypto import derive_key
@@ -108,12 +109,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         background = Background(rt, executes=settings.worker_mode == "inprocess")
         await background.start()
         housekeeping = asyncio.create_task(_housekeeping(app, settings))
+        key_listener = (
+            asyncio.create_task(
+                key_cache.listen(
+                    app.state.key_cache, lambda: connect_driver(engine, key_cache.APPLICATION_NAME)
+                )
+            )
+            if engine.dialect.name == "postgresql" and settings.api_key_cache
+            else None
+        )
         sandboxes = asyncio.create_task(_register_sandboxes(rt))
         gctuning.settle_after_startup()
         try:
             yield
         finally:
-            for task in (housekeeping, sandboxes):
+            for task in (housekeeping, sandboxes, key_listener):
+                if task is None:
+                    continue
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
@@ -148,6 +160,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.idempotency_key = derive_key(secret, "aisoule/idempotency-body/v1")
     app.state.background_tasks = set()
     app.state.usage = key_usage.UsageRecorder()
+    app.state.key_cache = key_cache.KeyCache()
     storage = make_storage(settings.redis_url)
     limiter = RateLimiter(
         storage,

@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     log_json: bool = False
     # How often an API key's last_used_at is written at most (seconds); avoids a write per request.
     api_key_last_used_resolution: int = Field(default=60, ge=1)
+    # Remember looked-up API keys per process while a LISTEN connection announces changes
+    # (PostgreSQL only; see aisoule/api_keys/cache.py). Turn off behind a transaction-pooling
+    # PgBouncer, where LISTEN does not work.
+    api_key_cache: bool = True
 
     # Redis: shared rate-limit counters across processes and machines. Unset: in-process memory.
     redis_url: str | None = None

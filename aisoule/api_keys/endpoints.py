@@ -83,6 +83,8 @@ async def revoke_api_key(
 ) -> ORJSONResponse:
     parsed = _parse(key_id)
     row, revoked_now = await service.revoke_key(session, principal.workspace_id, parsed)
+    # This process forgets at once; the others when the revocation's NOTIFY arrives.
+    request.app.state.key_cache.invalidate()
     if revoked_now:
         await audit.record(
             session,

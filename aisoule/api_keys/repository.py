@@ -5,10 +5,11 @@ from collections.abc import Mapping, Sequence
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aisoule.api_keys.cache import CHANNEL
 from aisoule.db.raw import driver_connection
 from aisoule.models import APIKey, APIKeyUsage, Workspace
 
@@ -59,6 +60,13 @@ class APIKeyRepository:
             .where(keys.key_hash == key_hash)
         )
         return result.mappings().one_or_none()
+
+    async def announce_change(self) -> None:
+        """NOTIFY every server process that keys or their limits changed (on PostgreSQL;
+        delivered when this transaction commits, and only then)."""
+        bind = self.session.bind
+        if bind is not None and bind.dialect.name == "postgresql":
+            await self.session.execute(text("SELECT pg_notify(:channel, '')"), {"channel": CHANNEL})
 
     async def add_usage(self, counts: Mapping[tuple[uuid.UUID, date, int], int]) -> None:
         dialect = self.session.bind.dialect.name if self.session.bind is not None else "sqlite"

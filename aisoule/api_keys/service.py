@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aisoule.api_keys.cache import KeyCache
 from aisoule.api_keys.repository import APIKeyRepository
 from aisoule.api_keys.schemas import APIKeyCreate
 from aisoule.auth.principal import Principal
@@ -71,6 +72,7 @@ async def create_key(
 
 @dataclass(frozen=True, slots=True)
 class LiveKey:
+    digest: str
     id: uuid.UUID
     workspace_id: uuid.UUID
     scopes: list[str]
@@ -79,26 +81,40 @@ class LiveKey:
     rate_limit_per_second: int | None
 
 
-async def authenticate(session: AsyncSession, pepper: bytes, key: str) -> LiveKey:
+async def authenticate(
+    session: AsyncSession, pepper: bytes, key: str, cache: KeyCache | None = None
+) -> LiveKey:
     """The live key, with its effective rate-limit overrides (key first, then workspace).
 
-    401 for a malformed, unknown, revoked or expired key.
+    401 for a malformed, unknown, revoked or expired key. With a ``cache`` (see
+    aisoule.api_keys.cache), a live key this process looked up lately is not read again.
     """
     if not api_key_is_well_formed(key):
         raise Unauthorized(INVALID_KEY, code="invalid_api_key")
     digest = hash_key(pepper, key)
-    row = await APIKeyRepository(session).get_with_workspace_limits(digest)
-    if row is None or not constant_time_equals(row["key_hash"], digest):
+    entry = cache.get(digest) if cache is not None else None
+    if entry is not None:
+        row, last_used_at = entry.row, entry.last_used_at
+    else:
+        generation = cache.generation if cache is not None else 0
+        found = await APIKeyRepository(session).get_with_workspace_limits(digest)
+        if found is None:
+            raise Unauthorized(INVALID_KEY, code="invalid_api_key")
+        row, last_used_at = found, found["last_used_at"]
+        if cache is not None and row["revoked_at"] is None:
+            cache.put(digest, row, generation)
+    if not constant_time_equals(row["key_hash"], digest):
         raise Unauthorized(INVALID_KEY, code="invalid_api_key")
     if row["revoked_at"] is not None:
         raise Unauthorized("API key has been revoked", code="api_key_revoked")
     if row["expires_at"] is not None and row["expires_at"] <= utcnow():
         raise Unauthorized("API key has expired", code="api_key_expired")
     return LiveKey(
+        digest=digest,
         id=row["id"],
         workspace_id=row["workspace_id"],
         scopes=row["scopes"],
-        last_used_at=row["last_used_at"],
+        last_used_at=last_used_at,
         rate_limit_per_minute=row["rate_limit_per_minute"] or row["ws_per_minute"],
         rate_limit_per_second=row["rate_limit_per_second"] or row["ws_per_second"],
     )
@@ -148,7 +164,14 @@ async def set_limits(
     row.rate_limit_per_minute = per_minute
     row.rate_limit_per_second = per_second
     await session.flush()
+    await announce_change(session)
     return row
+
+
+async def announce_change(session: AsyncSession) -> None:
+    """Tell every server process to forget the keys it remembers, when this transaction
+    commits: after a revocation, or a change to a key's or a workspace's limits."""
+    await APIKeyRepository(session).announce_change()
 
 
 def needs_touch(row: LiveKey, resolution_seconds: int) -> bool:
@@ -175,6 +198,7 @@ async def revoke_key(
         return row, False
     row.revoked_at = utcnow()
     await session.flush()
+    await announce_change(session)
     return row, True
 
 

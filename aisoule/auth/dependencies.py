@@ -139,6 +139,7 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
             request.app.state.api_key_pepper,
             key.strip(),
             request.app.state.settings.api_key_last_used_resolution,
+            request.app.state.key_cache,
         )
         request.state.principal = principal
         if due:

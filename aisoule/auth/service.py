@@ -9,6 +9,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule.api_keys import service as api_key_service
+from aisoule.api_keys.cache import KeyCache
 from aisoule.auth.principal import Principal
 from aisoule.auth.repository import AuthSessionRepository
 from aisoule.auth.scopes import ALL_SCOPES
@@ -136,10 +137,14 @@ async def principal_from_session(session: AsyncSession, token: str) -> Principal
 
 
 async def principal_from_key(
-    session: AsyncSession, pepper: bytes, key: str, touch_resolution: int
+    session: AsyncSession,
+    pepper: bytes,
+    key: str,
+    touch_resolution: int,
+    cache: KeyCache | None = None,
 ) -> tuple[Principal, bool]:
     """The key's principal, and whether its last_used_at is due for a write."""
-    row = await api_key_service.authenticate(session, pepper, key)
+    row = await api_key_service.authenticate(session, pepper, key, cache)
     principal = Principal(
         workspace_id=row.workspace_id,
         via="api_key",
@@ -148,4 +153,9 @@ async def principal_from_key(
         rate_limit_per_minute=row.rate_limit_per_minute,
         rate_limit_per_second=row.rate_limit_per_second,
     )
-    return principal, api_key_service.needs_touch(row, touch_resolution)
+    due = api_key_service.needs_touch(row, touch_resolution)
+    if due and cache is not None:
+        entry = cache.get(row.digest)
+        if entry is not None:  # the write is on its way: not due again for a while
+            entry.last_used_at = utcnow()
+    return principal, due

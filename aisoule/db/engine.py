@@ -66,6 +66,23 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
+# Options of SQLAlchemy's asyncpg dialect that asyncpg.connect itself does not take.
+_DIALECT_ONLY = ("prepared_statement_cache_size", "prepared_statement_name_func", "async_fallback")
+
+
+async def connect_driver(engine: AsyncEngine, application_name: str) -> Any:
+    """A new asyncpg connection to the engine's database, outside its pool (PostgreSQL only):
+    for a connection that must stay open, such as a LISTEN. ``application_name`` names it in
+    pg_stat_activity."""
+    import asyncpg
+
+    args, kwargs = engine.dialect.create_connect_args(engine.url)
+    for name in _DIALECT_ONLY:
+        kwargs.pop(name, None)
+    settings = {**kwargs.pop("server_settings", {}), "application_name": application_name}
+    return await asyncpg.connect(*args, timeout=10, server_settings=settings, **kwargs)
+
+
 async def ping(engine: AsyncEngine) -> None:
     """One round trip to the database; raises when it does not answer."""
     async with engine.connect() as conn:
