@@ -27,7 +27,37 @@ def free_port() -> int:
 
 
 def pg_url() -> str:
-    return os.environ.get("AISOULE_TEST_DATABASE_URL", DEFAULT_PG)
+    """The test database; under pytest-xdist each worker gets its own next to it
+    (``test`` -> ``test_gw0``), since the fixtures empty it."""
+    base = os.environ.get("AISOULE_TEST_DATABASE_URL", DEFAULT_PG)
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if not worker:
+        return base
+    if worker not in _WORKER_DATABASES:
+        _WORKER_DATABASES[worker] = _database_next_to(base, worker)
+    return _WORKER_DATABASES[worker]
+
+
+_WORKER_DATABASES: dict[str, str] = {}
+
+
+def _database_next_to(url: str, suffix: str) -> str:
+    """``<name>_<suffix>`` on the same server, created if missing (not emptied)."""
+    import asyncpg
+
+    parts = urlsplit(url.replace("postgresql+asyncpg://", "postgresql://"))
+    name = f"{parts.path.lstrip('/') or 'postgres'}_{suffix}"
+
+    async def run() -> None:
+        conn = await asyncpg.connect(urlunsplit(parts), timeout=10)
+        try:
+            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+                await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+    return urlunsplit(parts._replace(path=f"/{name}"))
 
 
 def reset_postgres(url: str) -> None:
@@ -49,21 +79,7 @@ def reset_postgres(url: str) -> None:
 def sibling_postgres(url: str, suffix: str) -> str:
     """A database next to the test database (``test`` -> ``test_<suffix>``), created if missing,
     emptied: for a test that must not share rows with the session's server."""
-    import asyncpg
-
-    parts = urlsplit(url.replace("postgresql+asyncpg://", "postgresql://"))
-    name = f"{parts.path.lstrip('/') or 'postgres'}_{suffix}"
-    sibling = urlunsplit(parts._replace(path=f"/{name}"))
-
-    async def run() -> None:
-        conn = await asyncpg.connect(urlunsplit(parts), timeout=10)
-        try:
-            if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-                await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(run())
+    sibling = _database_next_to(url, suffix)
     reset_postgres(sibling)
     return sibling
 
