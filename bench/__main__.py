@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import time
 import uuid
@@ -24,6 +25,7 @@ from bench.env import (
     DEFAULT_DATABASE_URL,
     DOC_PATH,
     RESULTS_DIR,
+    ROOT,
     BenchConfig,
     code_state,
     machine_info,
@@ -328,6 +330,17 @@ def main(argv: list[str] | None = None) -> int:
             if len(runs) > 1:
                 print(f"  {s.name:7} median: {report.api_line(api)}", flush=True)
 
+    if any(s.name == "list" for s in scenarios):
+        step(
+            "yardstick: FastAPI + raw asyncpg + orjson, the same page (bench/yardstick.py), "
+            f"uvicorn --workers {cfg.workers}; the same wrk"
+        )
+        results["yardstick"] = _yardstick(cfg, args)
+        print(
+            f"  list    median: {report.api_line(WrkResult(**results['yardstick']['median']))}",
+            flush=True,
+        )
+
     step(f"database alone: pgbench -M prepared -c {cfg.connections} -j {cfg.threads}")
     for s in scenarios:
         variables = {"ws": cfg.workspace_id, "key_hash": cfg.api_key_hash, "tag": seed.VIP_TAG}
@@ -385,6 +398,63 @@ def main(argv: list[str] | None = None) -> int:
         print("\nnot writing docs/benchmarks.md for a partial or small run (--doc forces it)")
     print(f"raw results: {(RESULTS_DIR / 'latest.json')}  ({results['elapsed_s']} s in all)")
     return 0
+
+
+def _yardstick(cfg: BenchConfig, args: argparse.Namespace) -> dict[str, Any]:
+    """The issue's reference stack on the same page, machine and load, right after aisoule's
+    runs: the median of --repeat runs, and every run's req/s."""
+    port = cfg.port + 1
+    env = {
+        **os.environ,
+        "BENCH_YARDSTICK_DSN": cfg.asyncpg_dsn,
+        "BENCH_YARDSTICK_WORKSPACE": cfg.workspace_id,
+    }
+    cmd = [sys.executable, "-m", "uvicorn", "bench.yardstick:app", "--host", "127.0.0.1"]
+    cmd += ["--port", str(port), "--workers", str(cfg.workers)]
+    cmd += ["--log-level", "warning", "--no-access-log"]
+    log = (RESULTS_DIR / "yardstick.log").open("wb")
+    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    url = f"http://127.0.0.1:{port}/v1/contacts?limit=20"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                status, _ = http_json(url)
+                if status == 200:
+                    break
+            except (OSError, ValueError):
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(
+                    f"the yardstick did not start; see {RESULTS_DIR / 'yardstick.log'}"
+                )
+            time.sleep(0.3)
+        runs: list[WrkResult] = []
+        for _ in range(args.repeat):
+
+            def run() -> WrkResult:
+                common = {
+                    "key": "unused",
+                    "connections": cfg.connections,
+                    "threads": cfg.threads,
+                    "database": cfg.database_name,
+                }
+                if cfg.warmup:
+                    run_wrk(url, duration=cfg.warmup, **common)  # type: ignore[arg-type]
+                return run_wrk(url, duration=cfg.duration, server_pid=proc.pid, **common)  # type: ignore[arg-type]
+
+            result, _ = _least_noisy(run, "yardstick", args)
+            runs.append(result)
+            print(f"  list    {report.api_line(result)}", flush=True)
+        median = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
+        return {"median": asdict(median), "runs": [r.rps for r in runs]}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 R = TypeVar("R", WrkResult, PgbenchResult, dbalone.DbResult)

@@ -325,6 +325,26 @@ def _checks(results: Results) -> list[str]:
     return out
 
 
+def yardstick_lines(results: Results) -> list[str]:
+    y = results.get("yardstick")
+    listed = results["scenarios"].get("list", {}).get("api")
+    if not y or not listed:
+        return []
+    m = y["median"]
+    runs = " / ".join(_n(r) for r in y["runs"])
+    return [
+        "**Yardstick** (`bench/yardstick.py`): FastAPI + raw asyncpg + orjson serving the same "
+        "page with aisoule's own statement, with no authentication, rate limiting, session or "
+        "middleware, the stack the issue quotes at about 2,000 requests/s per core on this "
+        f"machine kind; same workers, same wrk, right after aisoule's runs: {_n(m['rps'])} req/s "
+        f"(p50 {_ms(m['p50_ms'])} / p99 {_ms(m['p99_ms'])} ms; median of {runs}). aisoule's "
+        f"list, with everything it does besides, reached **{listed['rps'] / m['rps']:.0%}** of "
+        "it. That fraction moves far less than the absolute figures when the machine's speed "
+        "drifts.",
+        "",
+    ]
+
+
 def markdown(results: Results) -> str:
     m, cfg, pg, v = (
         results["machine"],
@@ -381,6 +401,7 @@ def markdown(results: Results) -> str:
         "*API/DB ratio*: API req/s as a fraction of the database-alone tx/s for the same SQL "
         "(1.00x would mean the API adds nothing), and in brackets API p99 over database p99.",
         "",
+        *yardstick_lines(results),
         "## Where the time goes",
         "",
         "CPU milliseconds per request (API runs) and per transaction (pgbench runs):",
