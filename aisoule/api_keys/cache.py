@@ -66,6 +66,12 @@ class KeyCache:
             self._entries.clear()
         self._entries[digest] = Entry(row, time.monotonic(), row["last_used_at"])
 
+    def mark_used(self, digest: str, when: datetime) -> None:
+        """A last_used_at write for this key is on its way: not due again for a while."""
+        entry = self._entries.get(digest)
+        if entry is not None:
+            entry.last_used_at = when
+
     def invalidate(self) -> None:
         self.generation += 1
         self._entries.clear()

@@ -155,7 +155,5 @@ async def principal_from_key(
     )
     due = api_key_service.needs_touch(row, touch_resolution)
     if due and cache is not None:
-        entry = cache.get(row.digest)
-        if entry is not None:  # the write is on its way: not due again for a while
-            entry.last_used_at = utcnow()
+        cache.mark_used(row.digest, utcnow())
     return principal, due
