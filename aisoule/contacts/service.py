@@ -16,7 +16,6 @@ from aisoule.contacts.schemas import (
     ContactUpsertV1,
     split_name,
 )
-from aisoule.db.raw import driver_connection
 from aisoule.exceptions import Conflict, NotFound, ValidationFailed
 from aisoule.kit.ids import parse_uuid
 from aisoule.kit.time import utcnow
@@ -173,13 +172,21 @@ async def _upsert_versioned(
 
 
 async def upsert_v1(
-    session: AsyncSession, workspace_id: uuid.UUID, data: ContactUpsertV1
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    data: ContactUpsertV1,
+    *,
+    in_callers_transaction: bool = False,
 ) -> tuple[Row, bool]:
-    """Create by phone, or update the contact with that phone: (row, created)."""
+    """Create by phone, or update the contact with that phone: (row, created).
+
+    The fast path (PostgreSQL) writes in autocommit when the session has not begun a
+    transaction; ``in_callers_transaction=True`` keeps every write in the caller's transaction,
+    so that its rollback takes the contact back too."""
     fields = data.model_dump(exclude_unset=True)
     phone = fields.pop("phone")
     repo = ContactRepository(session)
-    if repo.versioned_updates:
+    if repo.versioned_updates and not in_callers_transaction:
         done = await _upsert_versioned(session, workspace_id, phone, fields)
         if done is not None:
             return done
@@ -271,15 +278,14 @@ async def ensure_by_phone(
     existing = await ContactRepository(session).get_by_phone(workspace_id, phone)
     if existing is not None:
         return existing, False
-    if session.get_bind().dialect.name == "postgresql":
-        # upsert_v1's fast path writes in autocommit when no transaction has begun; here the
-        # contact belongs to the caller's transaction (a refused send must leave no contact).
-        await driver_connection(session, in_transaction=True)
     fields: dict[str, Any] = {"phone": phone}
     if profile_name:
         first, last = split_name(profile_name[:400])
         fields |= {"first_name": first, "last_name": last}
-    return await upsert_v1(session, workspace_id, ContactUpsertV1.model_validate(fields))
+    # The contact belongs to the caller's transaction: a refused send must leave no contact.
+    return await upsert_v1(
+        session, workspace_id, ContactUpsertV1.model_validate(fields), in_callers_transaction=True
+    )
 
 
 async def find_for_message(
