@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from aisoule.accounts.endpoints import router as accounts_router
 from aisoule.api_keys.endpoints import router as api_keys_router
@@ -11,6 +11,7 @@ from aisoule.auth.endpoints import router as auth_router
 from aisoule.campaigns.endpoints import router as campaigns_router
 from aisoule.contacts.endpoints import router as contacts_router
 from aisoule.contacts.endpoints_v1 import router as contacts_v1_router
+from aisoule.kit.validation import guard_parameters
 from aisoule.messages.endpoints import router as messages_router
 from aisoule.messages.endpoints_v1 import router as messages_v1_router
 from aisoule.templates.endpoints import router as templates_router
@@ -48,6 +49,7 @@ def include_routers(app: FastAPI) -> None:
     """Each domain router straight onto the app with its surface's prefix. Not nested under one
     router per surface: FastAPI matches an included router by scanning all its routes, then
     scans them again to dispatch, at every level of nesting; one level less cut the list
-    endpoint's instructions by 3% and /api/contacts' by 7%."""
+    endpoint's instructions by 3% and /api/contacts' by 7%. Each route gets the input guard for
+    its query and path parameters (bodies are guarded by their InputModel)."""
     for prefix, router in ROUTERS:
-        app.include_router(router, prefix=prefix)
+        app.include_router(router, prefix=prefix, dependencies=[Depends(guard_parameters)])

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from aisoule.exceptions import AisouleError
 from aisoule.idempotency.service import IdempotentReplay
 from aisoule.kit.responses import ORJSONResponse
+from aisoule.kit.validation import printable
 
 log = structlog.get_logger(__name__)
 
@@ -79,13 +80,54 @@ def error_response(
     )
 
 
-def _field(loc: tuple[Any, ...]) -> str | None:
-    parts = (
-        [str(p) for p in loc[1:]]
-        if loc and loc[0] in ("body", "query", "path", "header")
-        else [str(p) for p in loc]
-    )
-    return ".".join(parts) or None
+_PARAMETERS = ("query", "path", "header", "cookie")
+# The JSON type each pydantic type error asks for, to merge a union's members into one message.
+_WANTS = {
+    "model_type": "an object",
+    "model_attributes_type": "an object",
+    "dict_type": "an object",
+    "list_type": "a list",
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_parsing": "an integer",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "a boolean",
+    "bool_parsing": "a boolean",
+    "none_required": "null",
+}
+
+
+def _field(err: dict[str, Any], body: Any) -> tuple[str | None, bool]:
+    """The field as the client wrote it, and whether a union member's tag was dropped at its end.
+
+    pydantic's ``loc`` also holds what the client never wrote: union members (``TextPayload``,
+    ``str``, ``function-after[...]``), ``[key]`` for a dict's keys. Walking the loc through the
+    body keeps only the keys and indexes the body has, plus a missing field's own name."""
+    loc = tuple(err.get("loc", ()))
+    if not loc:
+        return None, False
+    if loc[0] in _PARAMETERS:
+        return ".".join(printable(str(p)) for p in loc[1:]) or None, False
+    if loc[0] == "body":
+        loc = loc[1:]
+    if err.get("type") == "unsafe_input":  # the guard's own loc is the client's JSON path
+        return ".".join(str(p) for p in loc) or None, False
+    parts: list[str] = []
+    node = body
+    tagged = False
+    for i, part in enumerate(loc):
+        in_dict = isinstance(node, dict) and isinstance(part, str) and part in node
+        if in_dict or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+            node = node[part]
+        elif i == len(loc) - 1 and err.get("type") == "missing":
+            node = None
+        else:
+            tagged = True  # not in the body: a tag pydantic added
+            continue
+        tagged = False
+        parts.append(printable(str(part)))
+    return ".".join(parts) or None, tagged
 
 
 def _message(err: dict[str, Any]) -> str:
@@ -94,11 +136,44 @@ def _message(err: dict[str, Any]) -> str:
         return "is not a known field"
     if kind == "missing":
         return "is required"
+    if kind in _WANTS and kind not in ("int_parsing", "float_parsing", "bool_parsing"):
+        return f"must be {_WANTS[kind]}"  # pydantic's own names a class (TextPayload) or a type
     msg = str(err.get("msg", "is invalid"))
     for prefix in ("Value error, ", "Assertion failed, "):
         if msg.startswith(prefix):
             msg = msg[len(prefix) :]
-    return msg
+    return printable(msg)
+
+
+def _details(errors: list[dict[str, Any]], body: Any) -> list[dict[str, Any]]:
+    """One detail per problem. Where a union's members each refused a value for its type (a
+    ``text`` that is neither an object nor a string), one detail says what it may be; where one
+    member got further (the object had a bad ``body``), the others' type errors are dropped."""
+    named = [(err, *_field(err, body)) for err in errors]
+    mismatches: dict[str | None, list[str]] = {}
+    deeper: set[str | None] = set()
+    for err, field, tagged in named:
+        if tagged and err.get("type") in _WANTS:
+            mismatches.setdefault(field, []).append(_WANTS[str(err.get("type"))])
+    for _, field, tagged in named:
+        if not tagged and field is not None:
+            for site in mismatches:
+                if site is None or field.startswith(f"{site}."):
+                    deeper.add(site)
+    details: list[dict[str, Any]] = []
+    for err, field, tagged in named:
+        if tagged and field in mismatches:
+            if field in deeper:
+                continue
+            wants = list(dict.fromkeys(mismatches.pop(field)))
+            detail = {"field": field, "message": f"must be {' or '.join(wants)}"}
+        elif tagged and err.get("type") in _WANTS:
+            continue  # merged above
+        else:
+            detail = {"field": field, "message": _message(err)}
+        if detail not in details:
+            details.append(detail)
+    return details
 
 
 async def _validation(request: Request, exc: Exception) -> ORJSONResponse:
@@ -108,14 +183,10 @@ async def _validation(request: Request, exc: Exception) -> ORJSONResponse:
         return error_response(
             request.url.path, 400, "Malformed JSON in request body", code="invalid_json"
         )
-    details: list[dict[str, Any]] = []
-    for err in errors:
-        loc = tuple(err.get("loc", ()))
-        field = _field(loc)
-        if loc == ("body",) and err.get("type") == "missing":
-            details.append({"field": None, "message": "A JSON request body is required"})
-            continue
-        details.append({"field": field, "message": _message(err)})
+    if any(tuple(e.get("loc", ())) == ("body",) and e.get("type") == "missing" for e in errors):
+        details = [{"field": None, "message": "A JSON request body is required"}]
+    else:
+        details = _details(errors, exc.body)
     first = details[0] if details else {"field": None, "message": "Invalid request"}
     first_field = first["field"]
     message = f"{first_field}: {first['message']}" if first_field else str(first["message"])

@@ -1,4 +1,4 @@
-"""ASGI middleware: request guard (body size, JSON, NUL), and the response edge (request id,
+"""ASGI middleware: request guard (body size, JSON), and the response edge (request id,
 rate-limit and security headers, API key usage, storing idempotent responses)."""
 
 from __future__ import annotations
@@ -44,13 +44,6 @@ class BodyGuardMiddleware:
         self.max = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and b"%00" in scope.get("query_string", b""):
-            # No database stores NUL in text; refuse it at the edge instead of failing deep inside.
-            response = error_response(
-                scope["path"], 400, "Query string must not contain NUL (%00)", code="bad_request"
-            )
-            await response(scope, receive, send)
-            return
         if scope["type"] != "http" or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return

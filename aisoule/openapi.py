@@ -16,7 +16,7 @@ from aisoule.contacts.schemas import ErrorV1
 from aisoule.kit.envelope import ErrorEnvelope
 
 _ERRORS = {
-    "400": "Malformed JSON, a bad header, or NUL in the query string",
+    "400": "Malformed JSON or a bad header",
     "401": "Missing, invalid, revoked or expired credentials",
     "403": "Missing scope, CSRF token, or role",
     "404": "No such object in this workspace",
@@ -93,7 +93,7 @@ def install(app: FastAPI) -> None:
                 # Meta's webhooks: no key, no rate limit; signature, size and query errors.
                 for operation in operations.values():
                     responses = operation.setdefault("responses", {})
-                    for code in ("400", "401", "403", "413", "503"):
+                    for code in ("400", "401", "403", "413", "422", "503"):
                         responses.setdefault(
                             code,
                             {

@@ -4,6 +4,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aisoule.kit.validation import InputModel
+
 _ID = r"^[0-9]{1,32}$"
 # Tokens and secrets travel in HTTP headers: printable ASCII without spaces, nothing else.
 _SECRET = r"^[\x21-\x7e]+$"  # noqa: S105 - a pattern, not a secret
@@ -41,7 +43,7 @@ class AccountData(BaseModel):
     account: AccountOut
 
 
-class AccountCreate(BaseModel):
+class AccountCreate(InputModel):
     """Connect a WhatsApp Business phone number (Meta: WhatsApp Manager → API Setup)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -71,7 +73,7 @@ class AccountCreate(BaseModel):
     provider: Literal["cloud_api", "emulator"] = "cloud_api"
 
 
-class AccountUpdate(BaseModel):
+class AccountUpdate(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str | None = Field(default=None, max_length=200)

@@ -4,18 +4,20 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aisoule.kit.validation import InputModel
+
 MessageType = Literal["text", "template", "image", "document", "audio", "video", "interactive"]
 MEDIA_TYPES = ("image", "document", "audio", "video")
 INTERACTIVE_TYPES = frozenset({"button", "list", "cta_url", "flow", "product", "product_list"})
 
 
-class TextPayload(BaseModel):
+class TextPayload(InputModel):
     model_config = ConfigDict(extra="forbid")
     body: str = Field(min_length=1, max_length=4096)
     preview_url: bool = False
 
 
-class TemplatePayload(BaseModel):
+class TemplatePayload(InputModel):
     """A template send. ``components`` is Meta's format; ``parameters`` is a shorthand for the
     body: a list for positional ({{1}}, {{2}}) or an object for named ({{first_name}})."""
 
@@ -37,7 +39,7 @@ class TemplatePayload(BaseModel):
         return self
 
 
-class MediaPayload(BaseModel):
+class MediaPayload(InputModel):
     model_config = ConfigDict(extra="forbid")
     link: str | None = Field(default=None, max_length=2048, pattern=r"^https?://")
     id: str | None = Field(default=None, max_length=128)
@@ -52,7 +54,7 @@ class MediaPayload(BaseModel):
         return self
 
 
-class MessageSend(BaseModel):
+class MessageSend(InputModel):
     """POST /api/messages/send and POST /v1/messages."""
 
     model_config = ConfigDict(

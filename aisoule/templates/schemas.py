@@ -5,6 +5,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aisoule.kit.validation import InputModel
+
 _NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 # Meta's template languages: "en", "en_US", "pt_BR", "fil", "zh_CN", ...
 _LANGUAGE = re.compile(r"^[a-z]{2,3}(_[A-Z]{2})?$")
@@ -44,7 +46,7 @@ class TemplateDeleted(BaseModel):
     deleted: bool
 
 
-class TemplateCreate(BaseModel):
+class TemplateCreate(InputModel):
     """A template in Meta's format, submitted to Meta for review (status PENDING until reviewed)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -85,7 +87,7 @@ class TemplateCreate(BaseModel):
         return value.upper() if isinstance(value, str) else value
 
 
-class TemplateSync(BaseModel):
+class TemplateSync(InputModel):
     model_config = ConfigDict(extra="forbid")
 
     account_id: str | None = Field(default=None, description="Default: the default account")
