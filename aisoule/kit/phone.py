@@ -6,7 +6,14 @@ import re
 
 import phonenumbers
 
-_ALLOWED = re.compile(r"^\+?[0-9][0-9 \-().]{4,30}$")
+# The separators people write numbers with; the message below lists exactly these.
+_SEPARATORS = " -.()"
+_ALLOWED = re.compile(r"^\+?[0-9][0-9" + re.escape(_SEPARATORS) + r"]*$")
+_MAX_LENGTH = 32
+_ALLOWED_MESSAGE = (
+    'may hold only digits, a leading + and the separators space, "-", ".", "(" and ")"; '
+    "the first character after the optional + must be a digit"
+)
 
 
 class InvalidPhone(ValueError):
@@ -16,7 +23,7 @@ class InvalidPhone(ValueError):
 def normalize_phone(raw: str) -> str:
     """Return E.164 (``+919876543210``).
 
-    Accepts ``+``, spaces, dashes, dots and brackets. A number without ``+`` is read as country code
+    Accepts a leading ``+``, then a digit, then digits and the separators in ``_SEPARATORS``. A number without ``+`` is read as country code
     followed by the number (``918856879188``), as the Contacts API documents.
     """
     if not isinstance(raw, str):
@@ -25,7 +32,9 @@ def normalize_phone(raw: str) -> str:
     if not text:
         raise InvalidPhone("must not be empty")
     if not _ALLOWED.match(text):
-        raise InvalidPhone("may hold only digits, a leading +, spaces and dashes")
+        raise InvalidPhone(_ALLOWED_MESSAGE)
+    if len(text) > _MAX_LENGTH:
+        raise InvalidPhone(f"must be at most {_MAX_LENGTH} characters")
     digits = re.sub(r"\D", "", text)
     if text.startswith("00"):
         digits = digits[2:]

@@ -103,7 +103,8 @@ class InputModel(BaseModel):
     @model_validator(mode="before")
     @classmethod
     def _storable(cls, value: Any) -> Any:
-        found = find_problem(value)
+        # Not an object: pydantic refuses it without walking it.
+        found = find_problem(value) if isinstance(value, dict) else None
         if found is not None:
             loc, why = found
             raise ValidationError.from_exception_data(
