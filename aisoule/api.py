@@ -11,7 +11,7 @@ from aisoule.auth.endpoints import router as auth_router
 from aisoule.campaigns.endpoints import router as campaigns_router
 from aisoule.contacts.endpoints import router as contacts_router
 from aisoule.contacts.endpoints_v1 import router as contacts_v1_router
-from aisoule.kit.validation import guard_parameters
+from aisoule.kit.parameters import guard_parameters
 from aisoule.messages.endpoints import router as messages_router
 from aisoule.messages.endpoints_v1 import router as messages_v1_router
 from aisoule.templates.endpoints import router as templates_router

@@ -1,7 +1,7 @@
 """The input guard: no value a database cannot store, nor one that costs us to walk.
 
 Every request body model subclasses ``InputModel``; every /api, /v1 and webhook route carries
-``guard_parameters`` for its query and path parameters (see ``aisoule.api``). Both refuse, with
+``aisoule.kit.parameters.guard_parameters`` for its query and path parameters. Both refuse, with
 a 422 that names the field as the client wrote it (its JSON path or parameter name):
 
 - NUL and the other C0/C1 control characters (Unicode category Cc), but tab, newline and
@@ -17,8 +17,6 @@ import math
 import re
 from typing import Any
 
-from fastapi import Request
-from fastapi.exceptions import RequestValidationError
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -118,27 +116,3 @@ class InputModel(BaseModel):
                 ],
             )
         return value
-
-
-async def guard_parameters(request: Request) -> None:
-    """Query and path parameters through the same guard (no tab or newline here either)."""
-    errors: list[dict[str, Any]] = []
-    for kind, items in (
-        ("query", request.query_params.multi_items()),
-        ("path", list(request.path_params.items())),
-    ):
-        for name, value in items:
-            why = text_problem(name, parameter=True)
-            if why is not None:
-                errors.append(_param_error(kind, printable(name), f"parameter name {why}"))
-                continue
-            if isinstance(value, str):
-                why = text_problem(value, parameter=True)
-                if why is not None:
-                    errors.append(_param_error(kind, name, why))
-    if errors:
-        raise RequestValidationError(errors)
-
-
-def _param_error(kind: str, name: str, why: str) -> dict[str, Any]:
-    return {"type": "unsafe_input", "loc": (kind, name), "msg": why, "input": None}
