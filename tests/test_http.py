@@ -97,14 +97,15 @@ def test_unicode_and_odd_input_never_500(ws: Workspace) -> None:
 def test_nul_and_huge_numbers_are_4xx_naming_the_field(ws: Workspace) -> None:
     with ws.client() as c:
         for body, field in [
-            ({"phone": "918856879188", "tags": ["a\u0000b"]}, "tags"),
+            ({"phone": "918856879188", "tags": ["a\u0000b"]}, "tags.0"),
             ({"phone": "918856879188", "first_name": "a\u0000"}, "first_name"),
-            ({"phone": "918856879188", "custom_fields": {"n": 10**30}}, "custom_fields"),
-            ({"phone": "918856879188", "custom_fields": {"n": 1e308}}, "custom_fields"),
-            ({"phone": "918856879188", "custom_fields": {"s": "\u0000"}}, "custom_fields"),
+            ({"phone": "918856879188", "custom_fields": {"n": 10**30}}, "custom_fields.n"),
+            ({"phone": "918856879188", "custom_fields": {"n": 1e308}}, "custom_fields.n"),
+            ({"phone": "918856879188", "custom_fields": {"s": "\u0000"}}, "custom_fields.s"),
         ]:
             r = c.post("/v1/contacts", json=body)
             assert r.status_code == 422, (body, r.text)
             assert r.json()["error"]["field"] == field
-        assert c.get("/v1/contacts", params={"tag": "a\u0000"}).status_code == 400
+        r = c.get("/v1/contacts", params={"tag": "a\u0000"})
+        assert r.status_code == 422 and r.json()["error"]["field"] == "tag", r.text
         assert c.get("/v1/contacts").json()["pagination"]["total"] == 0
