@@ -295,3 +295,46 @@ def test_tab_and_newline_are_text_in_bodies(target: Target) -> None:
     )
     assert r.status_code == 200, r.text
     assert r.json()["data"]["contact"]["custom_fields"]["note"] == "line one\nline two\tend\r\n"
+
+
+def test_otherwise_valid_requests_with_one_nul_write_nothing(target: Target) -> None:
+    """The issue's 500s (on PostgreSQL): complete, valid requests but for one NUL."""
+    sync_templates(target)
+    before = snapshot(target)
+    template = {
+        "name": "order_update",
+        "language": "en_US",
+        "category": "UTILITY",
+        "components": [{"type": "BODY", "text": "Your order\u0000 has shipped"}],
+    }
+    account = {
+        "name": "Main\u0000line",
+        "phone_number_id": "106540352242922",
+        "waba_id": "102290129340398",
+        "access_token": "emulator-token",
+    }
+    cases = [
+        ("/api/templates", template, "components.0.text"),
+        ("/api/accounts", account, "name"),
+        ("/v1/messages", {"to": "+919876543210", "text": {"body": "hi\u0000"}}, "text.body"),
+        (
+            "/api/messages/send",
+            {"to": "+919876543210", "type": "template", "template": {"name": "a\u0000"}},
+            "template.name",
+        ),
+        (
+            "/api/messages/send",
+            {
+                "to": "+919876543210",
+                "type": "image",
+                "image": {"link": "https://example.com/a.png", "caption": "\u0000"},
+            },
+            "image.caption",
+        ),
+    ]
+    for path, body, field in cases:
+        r = target.http.post(path, json=body)
+        assert r.status_code == 422 and named_field(r) == field, (path, r.text)
+    assert snapshot(target) == before
+    after = sync_templates(target)
+    assert after["created"] == 0 and after["deleted"] == 0, after
