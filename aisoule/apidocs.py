@@ -107,7 +107,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         return _with_csp(
             get_swagger_ui_html(
                 openapi_url=openapi_url,
-                title=f"{title} – Swagger UI",
+                title=f"{title} - Swagger UI",
                 swagger_js_url=f"{VENDOR_PATH}/swagger-ui-bundle.js",
                 swagger_css_url=f"{VENDOR_PATH}/swagger-ui.css",
                 swagger_favicon_url=f"{VENDOR_PATH}/favicon.png",
@@ -124,7 +124,7 @@ def install(app: FastAPI, settings: Settings) -> None:
         return _with_csp(
             get_redoc_html(
                 openapi_url=openapi_url,
-                title=f"{title} – ReDoc",
+                title=f"{title} - ReDoc",
                 redoc_js_url=f"{VENDOR_PATH}/redoc.standalone.js",
                 redoc_favicon_url=f"{VENDOR_PATH}/favicon.png",
                 with_google_fonts=False,
