@@ -93,6 +93,11 @@ def install(app: FastAPI) -> None:
                 # Meta's webhooks: no key, no rate limit; signature, size and query errors.
                 for operation in operations.values():
                     responses = operation.setdefault("responses", {})
+                    if "422" in responses:  # FastAPI's, naming the HTTPValidationError removed below
+                        responses["422"] = {
+                            "description": _ERRORS["422"],
+                            "content": {"application/json": {"schema": refs["api"]}},
+                        }
                     for code in ("400", "401", "403", "413", "503"):
                         responses.setdefault(
                             code,
