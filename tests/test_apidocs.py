@@ -63,9 +63,7 @@ def _sqlite_server(tmp: Path, **env: str) -> Server:
 
 
 @pytest.mark.parametrize("page", PAGES)
-def test_docs_pages_load_only_same_origin_assets_that_answer(
-    anon: httpx.Client, page: str
-) -> None:
+def test_docs_pages_load_only_same_origin_assets_that_answer(anon: httpx.Client, page: str) -> None:
     r = anon.get(page)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/html")

@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, Route, sync_playwright
 
 from tests.servers import ROOT, Server, make_server
 
@@ -34,8 +35,6 @@ if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: .ci/run should have installed chromium", pytrace=False)
     pytest.skip("needs Debian's chromium (apt-get install -y chromium)", allow_module_level=True)
 
-sync_api = pytest.importorskip("playwright.sync_api")
-
 
 @pytest.fixture(scope="module")
 def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
@@ -48,62 +47,60 @@ def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 
 @pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    with sync_api.sync_playwright() as p:
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
         b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         yield b
         b.close()
 
 
-def _open(browser: object, server: Server, path: str) -> tuple[object, list[str], list[str]]:
+def _open(browser: Browser, server: Server, path: str) -> tuple[Page, list[str], list[str]]:
     """A page on `path`; the problems it logs (errors, CSP refusals) and other-origin requests,
     which are aborted so that a test never depends on the network."""
     origin = urlsplit(server.url).netloc
-    page = browser.new_page(viewport={"width": 1280, "height": 900})  # type: ignore[attr-defined]
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
     problems: list[str] = []
     foreign: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: problems.append(str(e)))
 
-    def route(r: object) -> None:
-        url = r.request.url  # type: ignore[attr-defined]
+    def route(r: Route) -> None:
+        url = r.request.url
         if urlsplit(url).scheme in ("http", "https") and urlsplit(url).netloc != origin:
             foreign.append(url)
-            r.abort()  # type: ignore[attr-defined]
+            r.abort()
         else:
-            r.continue_()  # type: ignore[attr-defined]
+            r.continue_()
 
     page.route("**/*", route)
     page.goto(server.url + path)
     return page, problems, foreign
 
 
-def test_swagger_ui_renders_the_operations(browser: object, docs_server: Server) -> None:
+def test_swagger_ui_renders_the_operations(browser: Browser, docs_server: Server) -> None:
     page, problems, foreign = _open(browser, docs_server, "/docs")
-    contacts = page.locator(".opblock-summary-path[data-path='/api/contacts']")  # type: ignore[attr-defined]
+    contacts = page.locator(".opblock-summary-path[data-path='/api/contacts']")
     contacts.first.wait_for(state="visible", timeout=30_000)
-    assert page.locator(".opblock").count() > 20  # type: ignore[attr-defined]
-    assert page.locator(".opblock-summary-path[data-path='/v1/contacts']").count() >= 2  # type: ignore[attr-defined]
+    assert page.locator(".opblock").count() > 20
+    assert page.locator(".opblock-summary-path[data-path='/v1/contacts']").count() >= 2
     contacts.first.scroll_into_view_if_needed()
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "docs.png"))  # type: ignore[attr-defined]
+    page.screenshot(path=str(SHOTS / "docs.png"))
     assert problems == [] and foreign == []
 
 
-def test_redoc_renders_the_operations(browser: object, docs_server: Server) -> None:
+def test_redoc_renders_the_operations(browser: Browser, docs_server: Server) -> None:
     page, problems, foreign = _open(browser, docs_server, "/redoc")
     # ReDoc renders every operation as a section headed by its summary (anchored by its id).
     spec = httpx.get(docs_server.url + "/openapi.json", timeout=30).json()
     listed = spec["paths"]["/api/contacts"]["get"]
-    heading = page.locator(  # type: ignore[attr-defined]
-        f"h2:has(a[href$='/operation/{listed['operationId']}'])"
-    ).first
+    heading = page.locator(f"h2:has(a[href$='/operation/{listed['operationId']}'])").first
     heading.wait_for(state="visible", timeout=30_000)
     assert heading.inner_text().strip() == listed["summary"]
     operations = sum(len(ops) for ops in spec["paths"].values())
-    assert page.locator("h2:has(a[href*='/operation/'])").count() == operations  # type: ignore[attr-defined]
+    assert page.locator("h2:has(a[href*='/operation/'])").count() == operations
     heading.scroll_into_view_if_needed()
     SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / "redoc.png"))  # type: ignore[attr-defined]
+    page.screenshot(path=str(SHOTS / "redoc.png"))
     assert [p for p in problems if not p.startswith(REDOC_LOGO_REFUSED)] == []
     assert foreign == []
