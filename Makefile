@@ -28,7 +28,12 @@ $(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
-run: $(VENV)/.installed
+# Browser assets (the API docs pages): from the npm registry, pinned by package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+run: $(VENV)/.installed node_modules/.installed
 	$(BIN)/aisoule migrate
 	@$(BIN)/python -m aisoule.welcome
 	$(BIN)/aisoule serve
@@ -42,7 +47,7 @@ typecheck: $(VENV)/.installed-dev
 
 # Two pytest processes (each with its own servers and PostgreSQL database; files kept together):
 # most of the suite waits on real servers, so this takes the suite from about 9 to 7 minutes.
-test: lint typecheck
+test: lint typecheck node_modules/.installed
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # `make test` runs the same fuzz test with 100 cases per operation.
@@ -56,4 +61,4 @@ bench: $(VENV)/.installed-dev
 	$(BIN)/python -m bench.send --write
 
 clean:
-	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache

@@ -14,7 +14,7 @@ from fastapi import FastAPI
 from sqlalchemy.exc import IntegrityError
 from starlette.middleware.cors import CORSMiddleware
 
-from aisoule import __version__, errors, openapi, runtime
+from aisoule import __version__, apidocs, errors, openapi, runtime
 from aisoule.accounts import service as account_service
 from aisoule.api import include_routers
 from aisoule.api_keys import cache as key_cache
@@ -148,6 +148,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description=DESCRIPTION,
         lifespan=lifespan,
         default_response_class=ORJSONResponse,
+        docs_url=None,  # served by apidocs with assets from npm, not a CDN
+        redoc_url=None,
         openapi_tags=[
             {"name": "Authentication", "description": "Sign up, log in (cookie sessions)."},
             {"name": "API keys", "description": "Settings → API Keys."},
@@ -207,6 +209,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         emulator_app = create_emulator_app(emu_settings)
         app.mount("/emulator", emulator_app)
     openapi.install(app)
+    apidocs.install(app, settings)
 
     @app.get("/healthz", tags=["Health"], summary="Liveness and database check")
     async def healthz() -> ORJSONResponse:

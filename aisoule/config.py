@@ -90,6 +90,9 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     ssl_certfile: str | None = None
     ssl_keyfile: str | None = None
+    # Where the npm-installed browser assets of /docs and /redoc are (a node_modules folder holding
+    # swagger-ui-dist and redoc). Unset: the source checkout's node_modules (`make run` fills it).
+    assets_dir: Path | None = None
 
     # WhatsApp Cloud API (Graph API). Point whatsapp_graph_url at `aisoule emulator` to test.
     whatsapp_graph_url: str = "https://graph.facebook.com"

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from aisoule.exceptions import AisouleError
 from aisoule.idempotency.service import IdempotentReplay
 from aisoule.kit.responses import ORJSONResponse
+from aisoule.kit.routes import allowed_methods
 from aisoule.kit.validation import printable
 
 log = structlog.get_logger(__name__)
@@ -228,9 +229,16 @@ async def _http(request: Request, exc: Exception) -> ORJSONResponse:
     message: str = exc.detail if isinstance(exc.detail, str) else "Error"
     if exc.status_code == 404 and message == "Not Found":
         message = f"No such endpoint: {request.method} {request.url.path}"
-    return error_response(
-        request.url.path, exc.status_code, message, headers=getattr(exc, "headers", None)
-    )
+    headers = getattr(exc, "headers", None)
+    if exc.status_code == 405:
+        # Starlette's Allow names the first matching route's methods; the path may have more.
+        allowed = allowed_methods(request.app.routes, request.scope)
+        if allowed:
+            headers = {**(headers or {}), "Allow": ", ".join(allowed)}
+            if message == "Method Not Allowed":
+                use = ", ".join(allowed)
+                message = f"{request.method} is not allowed on {request.url.path} (allowed: {use})"
+    return error_response(request.url.path, exc.status_code, message, headers=headers)
 
 
 async def _unexpected(request: Request, exc: Exception) -> ORJSONResponse:

@@ -93,7 +93,13 @@ def install(app: FastAPI) -> None:
                 # Meta's webhooks: no key, no rate limit; signature, size and query errors.
                 for operation in operations.values():
                     responses = operation.setdefault("responses", {})
-                    for code in ("400", "401", "403", "413", "422", "503"):
+                    # FastAPI's own 422 names the HTTPValidationError schema removed below; every
+                    # webhook operation can answer the input guard's 422 (query parameters).
+                    responses["422"] = {
+                        "description": _ERRORS["422"],
+                        "content": {"application/json": {"schema": refs["api"]}},
+                    }
+                    for code in ("400", "401", "403", "413", "503"):
                         responses.setdefault(
                             code,
                             {

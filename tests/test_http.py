@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import httpx
 import pytest
 
@@ -109,3 +111,41 @@ def test_nul_and_huge_numbers_are_4xx_naming_the_field(ws: Workspace) -> None:
         r = c.get("/v1/contacts", params={"tag": "a\u0000"})
         assert r.status_code == 422 and r.json()["error"]["field"] == "tag", r.text
         assert c.get("/v1/contacts").json()["pagination"]["total"] == 0
+
+
+PROBES = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS")
+
+
+def _template_regex(template: str) -> re.Pattern[str]:
+    return re.compile("^" + re.sub(r"\\\{[^}]+\\\}", "[^/]+", re.escape(template)) + "$")
+
+
+def test_405_allow_lists_every_method_the_openapi_document_lists(anon: httpx.Client) -> None:
+    """For every path of the document, each method it does not serve answers 405 with Allow
+    naming exactly the methods the document lists for that URL (every template matching it:
+    /api/templates/sync is also /api/templates/{template_id}), in the surface's error shape."""
+    spec = anon.get("/openapi.json").json()
+    documented = {
+        template: {m.upper() for m in operations if m.upper() in PROBES}
+        for template, operations in spec["paths"].items()
+    }
+    checked = 0
+    for template in documented:
+        url = re.sub(r"\{[^}]+\}", "x1", template)
+        allowed = set().union(
+            *(methods for t, methods in documented.items() if _template_regex(t).match(url))
+        )
+        for method in sorted(set(PROBES) - allowed):
+            r = anon.request(method, url)
+            assert r.status_code == 405, (method, url, r.status_code, r.text)
+            assert set(r.headers["allow"].split(", ")) == allowed, (method, url, r.headers)
+            checked += 1
+            if method == "HEAD":
+                continue
+            body = r.json()
+            if url.startswith("/v1/"):
+                assert body["success"] is False, body
+                assert body["error"]["code"] == "method_not_allowed", body
+            else:
+                assert body["status"] == "error" and body["code"] == "method_not_allowed", body
+    assert checked > 50, checked

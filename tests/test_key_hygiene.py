@@ -96,6 +96,9 @@ def test_no_full_key_in_the_database_or_the_logs(info_server: Server) -> None:
             for path, name, key in (
                 ("/v1/contacts", "api_key", k2),
                 ("/api/contacts", "access_token", k3),
+                ("/v1/contacts", "key", k2),
+                ("/api/contacts", "Token", k3),
+                ("/api/contacts", "q", k1),  # any name: the value looks like a key
             ):
                 r = c.get(path, params={name: key})
                 assert r.status_code == 401, r.text
@@ -133,6 +136,9 @@ def test_no_full_key_in_the_database_or_the_logs(info_server: Server) -> None:
     text = log.decode()
     assert f"api_key={k2[:9]}…[redacted]" in text
     assert f"access_token={k3[:9]}…[redacted]" in text
+    assert f"?key={k2[:9]}…[redacted]" in text
+    assert f"?Token={k3[:9]}…[redacted]" in text
+    assert f"?q={k1[:9]}…[redacted]" in text
     assert f"/v1/contacts/{k4[:9]}…[redacted]" in text
 
 

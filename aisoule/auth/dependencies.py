@@ -17,7 +17,7 @@ from aisoule.auth.principal import Principal
 from aisoule.auth.scopes import Scope
 from aisoule.db.session import SAFE_METHODS, DBSession
 from aisoule.exceptions import Forbidden, RateLimited, Unauthorized, Unavailable
-from aisoule.kit.crypto import constant_time_equals
+from aisoule.kit.crypto import API_KEY_PREFIX, constant_time_equals
 from aisoule.ratelimit.limiter import LimiterUnavailable, Policy
 from aisoule.users import service as user_service
 
@@ -27,7 +27,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 SESSION_COOKIE = "aisoule_session"
 CSRF_COOKIE = "csrf_token"
 CSRF_HEADER = "X-CSRF-Token"
-_QUERY_KEY_NAMES = ("api_key", "apikey", "access_token", "x-api-key")
+# Query parameters a client might put a key in, compared case-insensitively (with - and _ alike).
+_QUERY_KEY_NAMES = frozenset(
+    {"api_key", "apikey", "key", "token", "access_token", "auth_token", "x_api_key", "bearer"}
+)
 
 api_key_header = APIKeyHeader(
     name="X-API-Key", auto_error=False, description="An API key from Settings → API Keys."
@@ -110,6 +113,16 @@ def _credentials(request: Request) -> tuple[str | None, str | None]:
     return key, request.cookies.get(SESSION_COOKIE) or None
 
 
+def _key_in_query(request: Request) -> bool:
+    """A parameter named like a key, or any value that looks like one, whatever its name."""
+    for name, value in request.query_params.multi_items():
+        if name.strip().casefold().replace("-", "_") in _QUERY_KEY_NAMES:
+            return True
+        if API_KEY_PREFIX in name.casefold() or API_KEY_PREFIX in value.casefold():
+            return True
+    return False
+
+
 async def authenticate(request: Request, session: DBSession) -> Principal:
     """Who is calling: authenticated (and counted against its rate limit) once per request,
     whichever dependency asks first (FastAPI's cache only covers ``Depends(authenticate)``; the
@@ -125,7 +138,7 @@ async def _authenticate(request: Request, session: AsyncSession) -> Principal:
     """Who is calling. The credentials are read here rather than by the three FastAPI security
     scheme dependencies (each one more dependency to solve on every request); the OpenAPI document
     still lists those schemes for every operation that depends on this (see aisoule.openapi)."""
-    if any(name in request.query_params for name in _QUERY_KEY_NAMES):
+    if _key_in_query(request):
         # Refused even beside valid credentials: a key in a URL leaks into logs and histories.
         raise Unauthorized(
             "API keys are not accepted in the query string; send the X-API-Key header "

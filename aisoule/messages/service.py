@@ -63,7 +63,7 @@ async def send(
     if opted_out_at is not None:
         raise ValidationFailed(
             f"to: this contact opted out of WhatsApp messages on {iso_z(opted_out_at)} "
-            f"({opt_out_reason or 'opt-out'}); they must write to you again to opt back in",
+            f"({opt_out_reason or 'opt-out'}); no message can be sent to them until they reply START",
             field="to",
             code="contact_opted_out",
         )
