@@ -349,7 +349,7 @@ def test_sync_pulls_creates_updates_and_removes(server: Server, api: httpx.Clien
 
     r = api.post("/api/templates/sync", json={"account_id": _account(api)["id"]})
     assert r.status_code == 200, r.text
-    assert r.json()["data"] == {"created": 1, "updated": 0, "deleted": 1}
+    assert r.json()["data"] == {"created": 1, "updated": 0, "deleted": 1, "skipped": []}
     listed = _list(api)["templates"]
     assert [(t["name"], t["language"], t["meta_id"]) for t in listed] == [
         ("made_in_manager", "pt_BR", meta_id)
@@ -364,14 +364,14 @@ def test_sync_pulls_creates_updates_and_removes(server: Server, api: httpx.Clien
     data = r.json()["data"]
     assert data["created"] == 0 and data["deleted"] == 0 and data["updated"] in (0, 1), data
     r = api.post("/api/templates/sync", json={})
-    assert r.json()["data"] == {"created": 0, "updated": 0, "deleted": 0}
+    assert r.json()["data"] == {"created": 0, "updated": 0, "deleted": 0, "skipped": []}
     assert _list(api, status="APPROVED")["total"] == 1
 
 
 def test_sync_reads_every_page(server: Server, api: httpx.Client) -> None:
     waba = _account(api)["waba_id"]
     r = api.post("/api/templates/sync", json={})  # nothing yet (and the number now registered)
-    assert r.json()["data"] == {"created": 0, "updated": 0, "deleted": 0}
+    assert r.json()["data"] == {"created": 0, "updated": 0, "deleted": 0, "skipped": []}
     for i in range(130):  # Meta's pages hold at most 100 here
         r = httpx.post(
             f"{server.url}{GRAPH}/{waba}/message_templates",
