@@ -330,3 +330,42 @@ def _open_transactions_since(url: str, since: float) -> int:
             await conn.close()
 
     return asyncio.run(run())
+
+
+def test_every_connection_is_checked_again_dns_rebinding(targets: Targets) -> None:
+    """In-process: a name that resolves to the admitted address first and to 127.0.0.1 next
+    (all on this machine) is refused on the second connection; nothing reaches the trap."""
+    from aiohttp.abc import AbstractResolver, ResolveResult
+
+    from aisoule.kit import http
+
+    class Rebinding(AbstractResolver):
+        def __init__(self) -> None:
+            self.answers = [ALLOWED_HOST, "127.0.0.1"]
+
+        async def resolve(
+            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+        ) -> list[ResolveResult]:
+            addr = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+            return [
+                {"hostname": host, "host": addr, "port": port, "family": socket.AF_INET,
+                 "proto": 0, "flags": 0}
+            ]  # fmt: skip
+
+        async def close(self) -> None:
+            pass
+
+    policy = http.Policy(allow_networks=http.parse_networks(f"{ALLOWED_HOST}/32"), timeout=5)
+    accepts = targets.trap_accepts
+
+    async def run() -> tuple[int, str]:
+        async with http.SafeClient(policy, resolver=Rebinding()) as client:
+            first = await client.request("HEAD", f"http://media.test:{targets.port}/photo.jpg")
+            try:
+                await client.request("HEAD", f"http://media.test:{targets.trap_port}/photo.jpg")
+            except http.FetchError as exc:
+                return first.status, exc.reason
+            return first.status, "connected"
+
+    assert asyncio.run(run()) == (200, "address not allowed")
+    assert targets.trap_accepts == accepts

@@ -139,8 +139,13 @@ class Response:
 class _CheckingResolver(AbstractResolver):
     """Resolves as aiohttp would, then refuses the name if any address is not allowed."""
 
-    def __init__(self, policy: Policy, trusted: frozenset[tuple[str, int]]) -> None:
-        self._inner = DefaultResolver()
+    def __init__(
+        self,
+        policy: Policy,
+        trusted: frozenset[tuple[str, int]],
+        inner: AbstractResolver | None = None,
+    ) -> None:
+        self._inner = inner or DefaultResolver()
         self._policy = policy
         self._trusted = trusted
 
@@ -163,8 +168,10 @@ class _CheckingResolver(AbstractResolver):
 class SafeClient:
     """``async with SafeClient(policy) as http: await http.request("HEAD", url)``."""
 
-    def __init__(self, policy: Policy) -> None:
+    def __init__(self, policy: Policy, resolver: AbstractResolver | None = None) -> None:
+        """``resolver``: how names are resolved (default aiohttp's); its answers are checked."""
         self.policy = policy
+        self._resolver = resolver
         self._prefixes = policy._trusted()
         self._trusted_hosts = frozenset(
             ((p.host or "").lower().rstrip("."), p.port or 0) for p in self._prefixes
@@ -173,7 +180,7 @@ class SafeClient:
 
     async def __aenter__(self) -> SafeClient:
         connector = aiohttp.TCPConnector(
-            resolver=_CheckingResolver(self.policy, self._trusted_hosts),
+            resolver=_CheckingResolver(self.policy, self._trusted_hosts, self._resolver),
             use_dns_cache=False,
             force_close=True,
         )
