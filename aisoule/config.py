@@ -101,6 +101,14 @@ class Settings(BaseSettings):
     whatsapp_connect_timeout: float = Field(default=5.0, gt=0)
     whatsapp_read_timeout: float = Field(default=30.0, gt=0)
 
+    # Outbound HTTP to URLs users supply (media links; see docs/security.md "Outbound HTTP"):
+    # private, loopback and link-local addresses are refused unless a network listed here (comma-
+    # separated CIDRs, e.g. "10.20.0.0/16,192.168.1.7") admits them. The emulator's own URL is
+    # always admitted; nothing else of its host is.
+    http_allow_private_networks: str = ""
+    # The whole exchange with such a URL, redirects included, takes at most this long.
+    http_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+
     # Public base URL of this server (for the webhook URL shown to users). Default: host and port.
     public_url: str | None = None
     # Meta app secret used to verify webhooks when an account has none of its own.
@@ -123,6 +131,14 @@ class Settings(BaseSettings):
     reconcile_seconds: float = Field(default=5.0, gt=0)
     # Sends retried on retryable Meta errors at most this many times (exponential backoff).
     send_max_attempts: int = Field(default=5, ge=1, le=50)
+
+    @field_validator("http_allow_private_networks")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        from aisoule.kit.http import parse_networks
+
+        parse_networks(value)  # a typo fails at start, not at the first media check
+        return value
 
     @field_validator("database_url")
     @classmethod

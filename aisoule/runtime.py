@@ -6,11 +6,12 @@ the pieces they need as arguments, tasks find it here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from aisoule.config import Settings
+from aisoule.kit import http
 from aisoule.kit.crypto import derive_key
 from aisoule.whatsapp.pacing import Pacer
 from aisoule.whatsapp.pool import ProviderPool
@@ -27,6 +28,19 @@ class Runtime:
     sandbox_token: str | None = None
     sandbox_app_secret: str | None = None
     pacer: Pacer | None = None  # per sender number throughput (None: no pacing)
+    # What URLs that users supply may reach (kit/http); see outbound_policy.
+    http_policy: http.Policy = field(default_factory=http.Policy)
+
+
+def outbound_policy(settings: Settings) -> http.Policy:
+    """Public addresses, the operator's allowed networks, and the emulator's own URL (the
+    embedded one is this server on 127.0.0.1: its /emulator paths only, not the rest of it)."""
+    emulator = settings.emulator_url
+    return http.Policy(
+        allow_networks=http.parse_networks(settings.http_allow_private_networks),
+        trusted_prefixes=(emulator,) if emulator else (),
+        timeout=settings.http_timeout_seconds,
+    )
 
 
 def sealing_key(secret: str) -> bytes:
@@ -52,6 +66,7 @@ def build(settings: Settings, sessionmaker: async_sessionmaker[AsyncSession]) ->
         sandbox_token=tokens[0] if tokens else None,
         sandbox_app_secret=emu.app_secret,
         pacer=Pacer(settings.redis_url),
+        http_policy=outbound_policy(settings),
     )
 
 

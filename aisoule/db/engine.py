@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
+from aisoule import queue
 from aisoule.config import Settings
 
 # Execution option a session sets on its connection when it will write (see db/session.py).
@@ -101,3 +102,29 @@ async def writing(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[Asyn
     async with maker() as session:
         await session.connection(execution_options={WRITE_OPTION: True})
         yield session
+
+
+@asynccontextmanager
+async def outside_transaction(session: AsyncSession) -> AsyncIterator[None]:
+    """Around network I/O in the middle of a unit of work (a media link check, a call to Meta):
+    commit what was written so far (its after-commit tasks are sent), so that no transaction,
+    and on SQLite no write lock, is held while a remote server takes its time; the next write
+    transaction begins when the block ends. Run no SQL inside the block.
+
+    The request dependency (db/session.py) and ``writing`` open their sessions for writing; this
+    keeps them so. A caller that writes before the block must be content with that being
+    committed even if the request then fails (write a row whose state says so: ``PENDING``)."""
+    await session.commit()
+    await queue.flush_after_commit(session)
+    try:
+        yield
+    finally:
+        await session.connection(execution_options={WRITE_OPTION: True})
+
+
+async def commit_now(session: AsyncSession) -> None:
+    """Commit here, in a session opened for writing, and begin the next write transaction: for a
+    write that must stand although the request goes on to answer an error (which rolls back)."""
+    await session.commit()
+    await queue.flush_after_commit(session)
+    await session.connection(execution_options={WRITE_OPTION: True})

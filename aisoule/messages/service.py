@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-import aiohttp
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aisoule import queue
 from aisoule.accounts import service as accounts
 from aisoule.contacts import service as contacts
+from aisoule.db.engine import outside_transaction
 from aisoule.exceptions import Conflict, NotFound, ValidationFailed
+from aisoule.kit import http
 from aisoule.kit.ids import parse_uuid
 from aisoule.kit.phone import InvalidPhone, digits_only, normalize_phone
 from aisoule.kit.time import iso_z, utcnow
@@ -58,8 +59,12 @@ async def send(
         if earlier is not None:
             return earlier, False
     account = await accounts.for_sending(session, workspace_id, data.account_id)
-    contact = await _recipient(session, workspace_id, data.to)
-    opted_out_at, opt_out_reason, last = await repo.recipient_state(account.id, contact["id"])
+    # A free-form message needs a customer who wrote in, so it never creates a contact: nothing
+    # is written before its media check (network I/O, outside any write transaction).
+    contact = await _recipient(session, workspace_id, data.to, create=data.type == "template")
+    opted_out_at, opt_out_reason, last = (
+        await repo.recipient_state(account.id, contact["id"]) if contact else (None, None, None)
+    )
     if opted_out_at is not None:
         raise ValidationFailed(
             f"to: this contact opted out of WhatsApp messages on {iso_z(opted_out_at)} "
@@ -82,7 +87,8 @@ async def send(
                 code="outside_24h_window",
             )
     if data.type in MEDIA_TYPES:
-        await _check_media(data)
+        async with outside_transaction(session):
+            await _check_media(rt.http_policy, data)
     payload, preview = _payload(data, contact["phone"], template)
     now = utcnow()
     message = Message(
@@ -116,7 +122,11 @@ async def send(
     return message, True
 
 
-async def _recipient(session: AsyncSession, workspace_id: uuid.UUID, to: str) -> Any:
+async def _recipient(
+    session: AsyncSession, workspace_id: uuid.UUID, to: str, *, create: bool
+) -> Any:
+    """The contact ``to`` names; a phone number with no contact yet is created (``create``) or
+    answers None."""
     if to.startswith("cnt_") or parse_uuid(to) is not None:
         row = await contacts.find_for_message(session, workspace_id, to)
         if row is None:
@@ -128,6 +138,8 @@ async def _recipient(session: AsyncSession, workspace_id: uuid.UUID, to: str) ->
         raise ValidationFailed(
             f"to: {exc} (give a phone number with country code or a contact id)", field="to"
         ) from None
+    if not create:
+        return await contacts.find_by_phone(session, workspace_id, phone)
     row, _ = await contacts.ensure_by_phone(session, workspace_id, phone)
     return row
 
@@ -183,35 +195,34 @@ def _send_components(t: TemplatePayload, tpl: MessageTemplate) -> list[dict[str,
     return [{"type": "body", "parameters": params}] if params else []
 
 
-async def _check_media(data: MessageSend) -> None:
+async def _check_media(policy: http.Policy, data: MessageSend) -> None:
+    """Refuse what Meta would refuse to fetch, from the link and a HEAD of it through kit/http
+    (never a private address; the refusal never repeats what the link's server answered)."""
     obj = getattr(data, data.type)
     field = f"{data.type}.link"
     mime = obj.mime_type
     size: int | None = None
+    told = False  # the type or size came from the link's server
     if obj.link is not None:
         mime = mime or media.guess_type(obj.link)
-        head = await _head(obj.link)
-        if head is not None:
-            mime = mime or head[0]
-            size = head[1]
-    why = media.problem(data.type, mime, size)
+        try:
+            answer = await http.fetch(policy, "HEAD", obj.link)
+        except http.FetchError as exc:
+            raise ValidationFailed(
+                f"{field}: the URL could not be checked: {exc.reason}",
+                field=field,
+                code="media_link_unreachable",
+            ) from None
+        # An error status is no verdict: many stores (S3 presigned GET URLs) refuse HEAD only.
+        if answer.status < 400:
+            if mime is None and answer.headers.get("Content-Type"):
+                mime, told = answer.headers["Content-Type"], True
+            length = answer.headers.get("Content-Length", "")
+            if length.isdigit():
+                size, told = int(length), True
+    why = media.problem(data.type, mime, size, echo=not told)
     if why:
         raise ValidationFailed(f"{field}: {why}", field=field, code="unsupported_media")
-
-
-async def _head(link: str) -> tuple[str | None, int | None] | None:
-    """Content type and size of a media link, when its server answers HEAD quickly."""
-    try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=2)) as http,
-            http.head(link, allow_redirects=True) as resp,
-        ):
-            if resp.status >= 400:
-                return None
-            length = resp.headers.get("Content-Length")
-            return resp.headers.get("Content-Type"), int(length) if length else None
-    except (aiohttp.ClientError, TimeoutError, ValueError):
-        return None
 
 
 def _payload(

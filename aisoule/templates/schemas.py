@@ -93,7 +93,16 @@ class TemplateSync(InputModel):
     account_id: str | None = Field(default=None, description="Default: the default account")
 
 
+class SyncSkipped(BaseModel):
+    name: str
+    language: str
+    reason: str
+
+
 class SyncResult(BaseModel):
     created: int
     updated: int
     deleted: int
+    skipped: list[SyncSkipped] = Field(
+        description="Templates Meta holds that could not be stored here, and why"
+    )

@@ -14,6 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule.accounts import service as accounts
+from aisoule.db.engine import commit_now, outside_transaction
 from aisoule.exceptions import Conflict, NotFound, UpstreamFailed, ValidationFailed
 from aisoule.kit.ids import parse_uuid
 from aisoule.kit.time import iso_z, utcnow
@@ -418,7 +419,7 @@ def _says_missing(exc: MetaAPIError) -> bool:
 def _reason(value: Any) -> str | None:
     if value is None:
         return None
-    text = str(value).strip()
+    text = _CONTROL.sub("", str(value)).strip()
     return None if not text or text.upper() == "NONE" else text[:200]
 
 
@@ -428,37 +429,25 @@ def _reason(value: Any) -> str | None:
 async def create(
     session: AsyncSession, rt: Runtime, workspace_id: uuid.UUID, data: TemplateCreate
 ) -> MessageTemplate:
+    """Stored PENDING and committed first, then submitted to Meta outside any transaction, then
+    Meta's id written in a new one. If Meta refuses, the row is removed again (committed before
+    the error is answered); if this process dies meanwhile, the row is PENDING without a Meta id
+    and the next sync adopts it (Meta has it) or removes it (Meta does not)."""
     components = check_components(data.components, data.parameter_format, data.category)
     account = await accounts.for_sending(session, workspace_id, data.account_id)
     repo = TemplateRepository(session)
     if await repo.find(workspace_id, account.id, data.name, data.language) is not None:
         raise _duplicate(data.name, data.language)
-    sender = await _sender(rt, account)
-    payload = {
-        "name": data.name,
-        "language": data.language,
-        "category": data.category,
-        "parameter_format": data.parameter_format,
-        "components": components,
-    }
-    try:
-        answer = await sender.provider.create_template(
-            sender.waba_id, payload, access_token=sender.access_token
-        )
-    except WhatsAppError as exc:
-        if isinstance(exc, MetaAPIError) and exc.error_subcode == 2388024:
-            raise _duplicate(data.name, data.language, at_meta=True) from exc
-        raise _meta_failed(exc, "the template") from exc
     now = utcnow()
     row = MessageTemplate(
         id=uuid.uuid4(),
         workspace_id=workspace_id,
         account_id=account.id,
-        meta_id=str(answer["id"]) if answer.get("id") is not None else None,
+        meta_id=None,
         name=data.name,
         language=data.language,
-        category=str(answer.get("category") or data.category).upper(),
-        status=str(answer.get("status") or "PENDING").upper(),
+        category=data.category,
+        status="PENDING",
         parameter_format=data.parameter_format,
         components=components,
         rejected_reason=None,
@@ -470,8 +459,52 @@ async def create(
             await repo.add(row)
     except IntegrityError as exc:
         raise _duplicate(data.name, data.language) from exc
-    log.info("template_created", template_id=str(row.id), meta_id=row.meta_id, name=row.name)
-    return row
+    payload = {
+        "name": data.name,
+        "language": data.language,
+        "category": data.category,
+        "parameter_format": data.parameter_format,
+        "components": components,
+    }
+    answer: dict[str, Any] = {}
+    failure: Exception | None = None
+    async with outside_transaction(session):
+        try:
+            sender = await _sender(rt, account)
+            answer = await sender.provider.create_template(
+                sender.waba_id, payload, access_token=sender.access_token
+            )
+        except WhatsAppError as exc:
+            if isinstance(exc, MetaAPIError) and exc.error_subcode == 2388024:
+                failure = _duplicate(data.name, data.language, at_meta=True)
+            else:
+                failure = _meta_failed(exc, "the template")
+            failure.__cause__ = exc
+        except UpstreamFailed as exc:
+            failure = exc
+    current = await repo.get(workspace_id, row.id)
+    if failure is not None:
+        if current is not None:
+            await repo.delete(current)
+            await commit_now(session)  # the error answer must not roll the removal back
+        raise failure
+    if current is None:  # removed meanwhile (a sync that ran before Meta listed it)
+        current = await repo.add(
+            MessageTemplate(**{**_columns(row), "id": uuid.uuid4(), "updated_at": utcnow()})
+        )
+    current.meta_id = _meta_id(answer.get("id"))
+    current.category = _word(answer.get("category"), 32) or data.category
+    current.status = _word(answer.get("status"), 32) or "PENDING"
+    current.updated_at = utcnow()
+    await session.flush()
+    log.info(
+        "template_created", template_id=str(current.id), meta_id=current.meta_id, name=data.name
+    )
+    return current
+
+
+def _columns(row: MessageTemplate) -> dict[str, Any]:
+    return {c.key: getattr(row, c.key) for c in MessageTemplate.__table__.columns}
 
 
 def _duplicate(name: str, language: str, *, at_meta: bool = False) -> Conflict:
@@ -494,50 +527,78 @@ async def delete(
     row = await get(session, workspace_id, template_id)
     account = await accounts.get_by_id(session, row.account_id) if row.account_id else None
     if account is not None:
-        sender = await _sender(rt, account)
-        try:
-            await sender.provider.delete_template(
-                sender.waba_id, row.name, hsm_id=row.meta_id, access_token=sender.access_token
-            )
-        except MetaAPIError as exc:
-            # Already gone at Meta (deleted in WhatsApp Manager): nothing left to undo there.
-            if not (exc.code == 100 and _says_missing(exc)):
-                raise _meta_failed(exc, "deleting the template") from exc
-        except WhatsAppError as exc:
-            raise _meta_failed(exc, "deleting the template") from exc
+        async with outside_transaction(session):  # nothing written yet: Meta answers first
+            await _delete_at_meta(rt, account, row)
+        row = await get(session, workspace_id, template_id)
     await TemplateRepository(session).delete(row)
     return row.id
 
 
-async def sync(
-    session: AsyncSession, rt: Runtime, workspace_id: uuid.UUID, account_id: str | None
-) -> dict[str, int]:
-    """Make this account's rows what Meta holds for its WABA: every page, upsert by
-    (name, language), remove the rows Meta no longer has."""
-    account = await accounts.for_sending(session, workspace_id, account_id)
+async def _delete_at_meta(rt: Runtime, account: WhatsAppAccount, row: MessageTemplate) -> None:
     sender = await _sender(rt, account)
     try:
-        remote = await sender.provider.list_templates(
-            sender.waba_id, access_token=sender.access_token, fields=_META_FIELDS, limit=100
+        await sender.provider.delete_template(
+            sender.waba_id, row.name, hsm_id=row.meta_id, access_token=sender.access_token
         )
+    except MetaAPIError as exc:
+        # Already gone at Meta (deleted in WhatsApp Manager): nothing left to undo there.
+        if not (exc.code == 100 and _says_missing(exc)):
+            raise _meta_failed(exc, "deleting the template") from exc
     except WhatsAppError as exc:
-        raise _meta_failed(exc, "listing the templates") from exc
+        raise _meta_failed(exc, "deleting the template") from exc
+
+
+async def sync(
+    session: AsyncSession, rt: Runtime, workspace_id: uuid.UUID, account_id: str | None
+) -> dict[str, Any]:
+    """Make this account's rows what Meta holds for its WABA: every page, upsert by
+    (name, language), remove the rows Meta no longer has. Meta is read before anything is
+    written, outside any transaction. Whatever Meta holds is taken as it is (our own create
+    rules do not apply); a template that cannot be stored at all (a name or language longer
+    than our columns or with control characters) is left out and reported in ``skipped``."""
+    account = await accounts.for_sending(session, workspace_id, account_id)
+    async with outside_transaction(session):
+        sender = await _sender(rt, account)
+        try:
+            remote = await sender.provider.list_templates(
+                sender.waba_id, access_token=sender.access_token, fields=_META_FIELDS, limit=100
+            )
+        except WhatsAppError as exc:
+            raise _meta_failed(exc, "listing the templates") from exc
     repo = TemplateRepository(session)
     local = {(r.name, r.language): r for r in await repo.of_account(workspace_id, account.id)}
     created = updated = 0
+    skipped: list[dict[str, str]] = []
     seen: set[tuple[str, str]] = set()
     now = utcnow()
     for item in remote:
-        name, language = str(item.get("name") or ""), str(item.get("language") or "")
-        if not name or not language or (name, language) in seen:
+        if not isinstance(item, dict):
+            skipped.append({"name": "", "language": "", "reason": "not a template object"})
+            continue
+        name, language = item.get("name"), item.get("language")
+        why = _key_problem(name, 512) or _key_problem(language, 15)
+        if why is not None:
+            skipped.append({"name": _shown(name), "language": _shown(language), "reason": f"{why}"})
+            continue
+        assert isinstance(name, str) and isinstance(language, str)
+        if (name, language) in seen:
             continue
         seen.add((name, language))
+        components = _storable_json(item.get("components"))
+        if components is None:
+            skipped.append(
+                {"name": name, "language": language, "reason": "components nested too deeply"}
+            )
+            continue  # in ``seen``: a row we have is kept as it is
+        fmt = _word(item.get("parameter_format"), 16)
         values: dict[str, Any] = {
-            "meta_id": str(item["id"]) if item.get("id") is not None else None,
-            "category": str(item.get("category") or "").upper() or "UTILITY",
-            "status": str(item.get("status") or "PENDING").upper(),
-            "parameter_format": str(item.get("parameter_format") or "POSITIONAL").upper(),
-            "components": item.get("components") or [],
+            "meta_id": _meta_id(item.get("id")),
+            "category": _word(item.get("category"), 32) or "UTILITY",
+            "status": _word(item.get("status"), 32) or "PENDING",
+            "parameter_format": fmt if fmt in ("POSITIONAL", "NAMED") else "POSITIONAL",
+            "components": [c for c in components if isinstance(c, dict)]
+            if isinstance(components, list)
+            else [],
             "rejected_reason": _reason(item.get("rejected_reason")),
         }
         row = local.get((name, language))
@@ -572,7 +633,71 @@ async def sync(
             await repo.delete(row)
             deleted += 1
     await session.flush()
-    return {"created": created, "updated": updated, "deleted": deleted}
+    if skipped:
+        log.warning("template_sync_skipped", account_id=str(account.id), skipped=skipped[:20])
+    return {"created": created, "updated": updated, "deleted": deleted, "skipped": skipped}
+
+
+# -- Meta's values as our columns take them -----------------------------------------------------
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f\ud800-\udfff]")
+_UNSTORABLE = re.compile(r"[\x00\ud800-\udfff]")  # NUL (PostgreSQL) and lone surrogates (UTF-8)
+_MAX_DEPTH = 32
+
+
+def _key_problem(value: Any, limit: int) -> str | None:
+    if not isinstance(value, str) or not value:
+        return "no name or language"
+    if len(value) > limit:
+        return f"name or language longer than {limit} characters"
+    if _CONTROL.search(value):
+        return "control characters in the name or language"
+    return None
+
+
+def _shown(value: Any) -> str:
+    """A name Meta gave, fit for our JSON answer and logs."""
+    return _CONTROL.sub("\ufffd", value)[:100] if isinstance(value, str) else ""
+
+
+def _word(value: Any, limit: int) -> str | None:
+    """A short upper-case value (status, category) or None when it does not fit its column."""
+    if value is None:
+        return None
+    text = _CONTROL.sub("", str(value)).strip().upper()
+    return text if 0 < len(text) <= limit else None
+
+
+def _meta_id(value: Any) -> str | None:
+    if value is None:
+        return None
+    text = str(value)
+    return text if 0 < len(text) <= 64 and not _CONTROL.search(text) else None
+
+
+class _TooDeep(Exception):
+    pass
+
+
+def _storable_json(value: Any) -> Any:
+    """``value`` with NUL and lone surrogates removed from every string; None when nested
+    deeper than any template is (orjson refuses 255 levels)."""
+    try:
+        return _clean_json(value, 0)
+    except _TooDeep:
+        return None
+
+
+def _clean_json(value: Any, depth: int) -> Any:
+    if depth > _MAX_DEPTH:
+        raise _TooDeep
+    if isinstance(value, str):
+        return _UNSTORABLE.sub("", value)
+    if isinstance(value, list):
+        return [_clean_json(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {_UNSTORABLE.sub("", str(k)): _clean_json(v, depth + 1) for k, v in value.items()}
+    return value
 
 
 async def apply_status_update(session: AsyncSession, waba_id: str, value: dict[str, Any]) -> bool:

@@ -42,15 +42,18 @@ def guess_type(link: str) -> str | None:
     return mimetypes.guess_type(path)[0]
 
 
-def problem(kind: str, mime_type: str | None, size: int | None) -> str | None:
-    """Why Meta would refuse this media, or None."""
+def problem(kind: str, mime_type: str | None, size: int | None, *, echo: bool = True) -> str | None:
+    """Why Meta would refuse this media, or None. ``echo=False`` when the type or size came from
+    the link's server: the text then names neither (a refusal never repeats a target's answer)."""
     allowed, limit = SUPPORTED[kind]
     if mime_type is not None:
         base = mime_type.split(";")[0].strip().lower()
-        if base == "audio/ogg; codecs=opus":  # pragma: no cover - split above
-            base = "audio/ogg"
         if base not in allowed:
-            return f"{kind} does not take {base}; supported: {', '.join(sorted(allowed))}"
+            given = base if echo else "the type the link's server gives"
+            return f"{kind} does not take {given}; supported: {', '.join(sorted(allowed))}"
     if size is not None and size > limit:
-        return f"{kind} is limited to {limit // MB} MB; this one is {size / MB:.1f} MB"
+        this = (
+            f"this one is {size / MB:.1f} MB" if echo else "the link's server gives a larger size"
+        )
+        return f"{kind} is limited to {limit // MB} MB; {this}"
     return None

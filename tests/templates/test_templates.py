@@ -349,7 +349,7 @@ def test_sync_pulls_creates_updates_and_removes(server: Server, api: httpx.Clien
 
     r = api.post("/api/templates/sync", json={"account_id": _account(api)["id"]})
     assert r.status_code == 200, r.text
-    assert r.json()["data"] == {"created": 1, "updated": 0, "deleted": 1}
+    assert r.json()["data"] == {"created": 1, "updated": 0, "deleted": 1, "skipped": []}
     listed = _list(api)["templates"]
     assert [(t["name"], t["language"], t["meta_id"]) for t in listed] == [
         ("made_in_manager", "pt_BR", meta_id)
@@ -364,14 +364,14 @@ def test_sync_pulls_creates_updates_and_removes(server: Server, api: httpx.Clien
     data = r.json()["data"]
     assert data["created"] == 0 and data["deleted"] == 0 and data["updated"] in (0, 1), data
     r = api.post("/api/templates/sync", json={})
-    assert r.json()["data"] == {"created": 0, "updated": 0, "deleted": 0}
+    assert r.json()["data"] == {"created": 0, "updated": 0, "deleted": 0, "skipped": []}
     assert _list(api, status="APPROVED")["total"] == 1
 
 
 def test_sync_reads_every_page(server: Server, api: httpx.Client) -> None:
     waba = _account(api)["waba_id"]
     r = api.post("/api/templates/sync", json={})  # nothing yet (and the number now registered)
-    assert r.json()["data"] == {"created": 0, "updated": 0, "deleted": 0}
+    assert r.json()["data"] == {"created": 0, "updated": 0, "deleted": 0, "skipped": []}
     for i in range(130):  # Meta's pages hold at most 100 here
         r = httpx.post(
             f"{server.url}{GRAPH}/{waba}/message_templates",
@@ -487,3 +487,96 @@ def test_apply_status_update_through_a_real_session(server: Server, api: httpx.C
             }
         )
     )
+
+
+def _at_meta_directly(server: Server, waba: str, body: dict[str, Any]) -> None:
+    """Created in WhatsApp Manager (the emulator's Graph API), not through us."""
+    r = httpx.post(
+        f"{server.url}{GRAPH}/{waba}/message_templates", params={"access_token": TOKEN}, json=body
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_sync_takes_what_meta_has_even_what_create_would_refuse(
+    server: Server, api: httpx.Client
+) -> None:
+    """Meta's templates are taken as Meta holds them: a language code our create refuses, a
+    variable without an example, odd characters; NUL (which PostgreSQL cannot store) removed.
+    What cannot be stored at all is reported, never a 500, and the next sync is the same."""
+    account = _account(api)
+    waba = account["waba_id"]
+    api.post("/api/templates/sync", json={})  # registers the sandbox number at the emulator
+    text = "Hola {{1}} \u2603 \u202e\u2028 fin\u0000!"
+    _at_meta_directly(
+        server,
+        waba,
+        {
+            "name": "made_in_manager_odd",
+            "language": "es_419",
+            "category": "UTILITY",
+            "components": [{"type": "BODY", "text": text, "x\u0000": ["\u0000"]}],
+        },
+    )
+    for language in ("x" * 20, "en\u0000"):
+        _at_meta_directly(
+            server,
+            waba,
+            {
+                "name": "cannot_be_stored",
+                "language": language,
+                "category": "UTILITY",
+                "components": [{"type": "BODY", "text": "Hi"}],
+            },
+        )
+    for _ in range(2):
+        r = api.post("/api/templates/sync", json={})
+        assert r.status_code == 200, r.text
+        data = r.json()["data"]
+        skipped = sorted(data.pop("skipped"), key=lambda s: s["reason"])
+        assert [(s["name"], s["reason"]) for s in skipped] == [
+            ("cannot_be_stored", "control characters in the name or language"),
+            ("cannot_be_stored", "name or language longer than 15 characters"),
+        ]
+        assert "\u0000" not in r.text
+        assert data["deleted"] == 0 and data["updated"] == 0
+    listed = _list(api)["templates"]
+    assert [(t["name"], t["language"]) for t in listed] == [("made_in_manager_odd", "es_419")]
+    assert listed[0]["components"] == [
+        {"type": "BODY", "text": text.replace("\u0000", ""), "x": [""]}
+    ]
+    assert listed[0]["meta_id"]
+
+
+def test_meta_refusing_a_create_leaves_nothing_that_breaks_sync(
+    server: Server, api: httpx.Client
+) -> None:
+    """The row is stored PENDING before Meta sees it; Meta's refusal removes it again."""
+    waba = _account(api)["waba_id"]
+    api.post("/api/templates/sync", json={})
+    _at_meta_directly(server, waba, NAMED)  # Meta has it, we do not (yet)
+    r = api.post("/api/templates", json=NAMED)
+    assert r.status_code == 409, r.text
+    assert r.json()["code"] == "template_exists" and "sync" in r.json()["message"]
+    assert _list(api)["total"] == 0
+    r = api.post("/api/templates/sync", json={})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"] == {"created": 1, "updated": 0, "deleted": 0, "skipped": []}
+
+
+def test_a_value_the_database_refuses_leaves_nothing_at_meta(
+    server: Server, api: httpx.Client
+) -> None:
+    """The issue's case: a NUL in a component (PostgreSQL refuses it). Whatever refuses it (the
+    input guard, the database), Meta never gets it, and sync keeps working."""
+    waba = _account(api)["waba_id"]
+    body = copy.deepcopy(NAMED)
+    body["components"][0]["text"] = "Welcome {{first_name}}!\u0000 Use {{code}}"
+    r = api.post("/api/templates", json=body)
+    if r.status_code == 201:  # SQLite stores NUL: then it is at Meta and here, both alike
+        assert [t["name"] for t in _at_emulator(server, waba)] == [NAMED["name"]]
+    else:
+        assert _at_emulator(server, waba) == []
+        assert _list(api)["total"] == 0
+    r = api.post("/api/templates/sync", json={})
+    assert r.status_code == 200, r.text
+    assert r.json()["data"]["skipped"] == []
