@@ -101,3 +101,18 @@ async def writing(maker: async_sessionmaker[AsyncSession]) -> AsyncIterator[Asyn
     async with maker() as session:
         await session.connection(execution_options={WRITE_OPTION: True})
         yield session
+
+
+@asynccontextmanager
+async def outside_transaction(session: AsyncSession) -> AsyncIterator[None]:
+    """For network I/O in a request (a Meta or emulator call): what the request did so far (its
+    reads, an Idempotency-Key reservation) is committed first, so that no lock is held while a
+    slow peer answers: SQLite's write lock, which every unsafe request takes up front (see
+    db/session.py), and PostgreSQL's locks on written rows. Use it before the request's first
+    change of its own; afterwards the write transaction begins again (BEGIN IMMEDIATE on SQLite).
+    """
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("outside_transaction: the session holds unflushed changes")
+    await session.commit()
+    yield
+    await session.connection(execution_options={WRITE_OPTION: True})
