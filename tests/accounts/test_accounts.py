@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
+import json
 import secrets
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.conftest import Workspace
-from tests.servers import Server
+from tests.conftest import Workspace, signup
+from tests.servers import Server, make_server
 
 APP_SECRET = "my-meta-app-secret"
 SECRETS = ("emulator-token", APP_SECRET, "my-verify-token")
@@ -278,3 +282,96 @@ def test_the_emulators_shared_app_secret_is_refused(
     r = api.put(f"/api/accounts/{sandbox['id']}", json={"app_secret": "emulator-app-secret"})
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["field"] == "app_secret"
+
+
+# -- no network I/O while the request holds the write lock ---------------------------------------
+
+
+class Gate:
+    """A stand-in Graph API whose phone-number read blocks until the test opens the gate: the
+    test knows for certain that the connect request is waiting on "Meta" at that moment."""
+
+    def __init__(self) -> None:
+        self.entered = threading.Event()
+        self.opened = threading.Event()
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                gate.entered.set()
+                gate.opened.wait(60)
+                node = {
+                    "id": self.path.rsplit("/", 1)[-1].split("?")[0],
+                    "display_phone_number": "+1 555-010-0200",
+                    "verified_name": "Gate Shop",
+                    "quality_rating": "GREEN",
+                }
+                raw = json.dumps(node).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Gate]]:
+    """A SQLite server (one writer: where a held transaction blocks every other write) whose
+    Graph API is the gate."""
+    gate = Gate()
+    srv = make_server(
+        "sqlite", tmp_path_factory.mktemp("gated"), AISOULE_WHATSAPP_GRAPH_URL=gate.url
+    )
+    srv.cli("migrate")
+    srv.start()
+    yield srv, gate
+    gate.opened.set()
+    srv.stop()
+    gate.server.shutdown()
+
+
+def test_connect_holds_no_write_lock_while_meta_answers(gated: tuple[Server, Gate]) -> None:
+    srv, gate = gated
+    session, *_ = signup(srv)
+    key = session.post(
+        "/api/api-keys", json={"name": "k", "scopes": ["accounts:write", "contacts:write"]}
+    )
+    assert key.status_code == 201, key.text
+    headers = {"X-API-Key": key.json()["data"]["api_key"]["key"]}
+    result: dict[str, httpx.Response] = {}
+
+    def connect() -> None:
+        with httpx.Client(base_url=srv.url, headers=headers, timeout=90) as c:
+            result["r"] = c.post(
+                "/api/accounts",
+                json={
+                    "phone_number_id": "7" + _digits(14),
+                    "waba_id": "8" + _digits(14),
+                    "access_token": "EAAG-real-looking-token",
+                    "app_secret": APP_SECRET,
+                },
+            )
+
+    worker = threading.Thread(target=connect)
+    worker.start()
+    try:
+        assert gate.entered.wait(30), "the connect request never asked the Graph API"
+        # "Meta" has not answered: another write goes through now (before the fix it waited for
+        # SQLite's write lock, held by the connect request, until the gate opened).
+        with httpx.Client(base_url=srv.url, headers=headers, timeout=20) as c:
+            r = c.post("/api/contacts", json={"phone_number": "+919876500011", "name": "Ravi"})
+        assert r.status_code == 201, r.text
+        assert not gate.opened.is_set()
+    finally:
+        gate.opened.set()
+        worker.join(60)
+    assert result["r"].status_code == 201, result["r"].text
+    assert result["r"].json()["data"]["account"]["display_name"] == "Gate Shop"
+    session.close()
