@@ -25,6 +25,7 @@ Enqueue = Callable[[str, tuple[Any, ...]], Awaitable[None]]
 
 _enqueue: Enqueue | None = None
 _PENDING = "aisoule_after_commit"
+_CALLS = "aisoule_after_commit_calls"
 
 
 def install(enqueue: Enqueue | None) -> None:
@@ -50,11 +51,22 @@ def after_commit(session: AsyncSession, task: str, *args: Any) -> None:
         pending.append((task, args))
 
 
+def after_commit_call(session: AsyncSession, call: Callable[[], Awaitable[None]]) -> None:
+    """Await ``call`` once the session committed, before the request answers: network I/O that
+    must not run while the transaction (SQLite's write lock) is held. Best effort: ``call``
+    handles its own failures; it is lost if the process dies (keep the truth in the database)."""
+    session.info.setdefault(_CALLS, []).append(call)
+
+
 def discard_pending(session: AsyncSession) -> None:
     session.info.pop(_PENDING, None)
+    session.info.pop(_CALLS, None)
 
 
 async def flush_after_commit(session: AsyncSession) -> None:
     pending: list[tuple[str, tuple[Any, ...]]] = session.info.pop(_PENDING, [])
     for task, args in pending:
         await enqueue(task, *args)
+    calls: list[Callable[[], Awaitable[None]]] = session.info.pop(_CALLS, [])
+    for call in calls:
+        await call()

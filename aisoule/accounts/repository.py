@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import exists, select, text, update
 
 from aisoule.db.repository import WorkspaceScopedRepository
 from aisoule.models import WhatsAppAccount
@@ -44,11 +44,31 @@ class WhatsAppAccountRepository(WorkspaceScopedRepository[WhatsAppAccount]):
         )
         return result.scalar_one_or_none()
 
-    async def all_by_phone_number_id(self, phone_number_id: str) -> Sequence[WhatsAppAccount]:
+    async def by_phone_number_id_any(self, phone_number_id: str) -> WhatsAppAccount | None:
+        """The one account of a number, whichever workspace holds it (a unique index)."""
         result = await self.session.execute(
             select(WhatsAppAccount).where(WhatsAppAccount.phone_number_id == phone_number_id)
         )
-        return result.scalars().all()
+        return result.scalar_one_or_none()
+
+    async def waba_held_elsewhere(self, workspace_id: uuid.UUID, waba_id: str) -> bool:
+        result = await self.session.execute(
+            select(
+                exists().where(
+                    WhatsAppAccount.waba_id == waba_id,
+                    WhatsAppAccount.workspace_id != workspace_id,
+                )
+            )
+        )
+        return bool(result.scalar())
+
+    async def lock_waba(self, waba_id: str) -> None:
+        """Serialise connecting numbers of one WABA until the transaction ends: on PostgreSQL a
+        transaction-scoped advisory lock (SQLite's single writer already serialises)."""
+        if self.session.get_bind().dialect.name == "postgresql":
+            await self.session.execute(
+                text("SELECT pg_advisory_xact_lock(hashtextextended(:w, 8))"), {"w": waba_id}
+            )
 
     async def all_by_waba_id(self, waba_id: str) -> Sequence[WhatsAppAccount]:
         result = await self.session.execute(

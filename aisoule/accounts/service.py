@@ -5,6 +5,7 @@ bundled emulator when sandboxes are on (the embedded default), so sending works 
 from __future__ import annotations
 
 import contextlib
+import functools
 import re
 import secrets
 import uuid
@@ -17,9 +18,11 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aisoule import queue
 from aisoule.accounts.repository import WhatsAppAccountRepository
 from aisoule.accounts.schemas import AccountCreate, AccountUpdate
 from aisoule.config import Settings
+from aisoule.db.engine import outside_transaction, writing
 from aisoule.exceptions import Conflict, NotFound, UpstreamFailed, ValidationFailed
 from aisoule.kit.crypto import hmac_sha256_hex, seal, unseal
 from aisoule.kit.ids import parse_uuid
@@ -107,17 +110,40 @@ async def for_sending(
     return account
 
 
-async def accounts_for_webhook(
-    session: AsyncSession, *, phone_number_id: str | None, waba_id: str | None
-) -> Sequence[WhatsAppAccount]:
+@dataclass(frozen=True, slots=True)
+class WebhookAccount:
+    """An account a webhook event names, and the one app secret that proves a delivery for it."""
+
+    account_id: uuid.UUID
+    workspace_id: uuid.UUID
+    secret: str | None
+
+
+def proof_secret(rt: Runtime, account: WhatsAppAccount) -> str | None:
+    """The secret Meta signs this account's webhooks with: its own app secret, or (when it has
+    none) the server's AISOULE_WHATSAPP_APP_SECRET, which only the operator knows. The emulator's
+    shared app secret proves nothing: every user of a sandbox can read it."""
+    own = app_secret(rt, account)
+    if own is not None:
+        return None if own == rt.sandbox_app_secret else own
+    server = rt.settings.whatsapp_app_secret
+    return server.get_secret_value() if server is not None else None
+
+
+async def webhook_accounts(
+    session: AsyncSession, rt: Runtime, *, phone_number_id: str | None, waba_id: str | None
+) -> list[WebhookAccount]:
+    """The accounts a webhook event names: the number's one account when it names a number
+    (never another account of its WABA), else the WABA's accounts (all of one workspace)."""
     repo = WhatsAppAccountRepository(session)
     if phone_number_id:
-        found = await repo.all_by_phone_number_id(phone_number_id)
-        if found:
-            return found
-    if waba_id:
-        return await repo.all_by_waba_id(waba_id)
-    return []
+        one = await repo.by_phone_number_id_any(phone_number_id)
+        rows: Sequence[WhatsAppAccount] = [one] if one is not None else []
+    elif waba_id:
+        rows = await repo.all_by_waba_id(waba_id)
+    else:
+        rows = []
+    return [WebhookAccount(a.id, a.workspace_id, proof_secret(rt, a)) for a in rows]
 
 
 async def by_verify_token(session: AsyncSession, rt: Runtime, token: str) -> WhatsAppAccount | None:
@@ -179,8 +205,9 @@ def base_url(rt: Runtime, account: WhatsAppAccount) -> str:
 _registered: set[tuple[str, str]] = set()
 
 
-async def _ensure_on_emulator(rt: Runtime, account: WhatsAppAccount) -> None:
-    """The emulator keeps its numbers in memory: (re)register a sandbox number before using it."""
+async def _ensure_on_emulator(rt: Runtime, account: WhatsAppAccount, secret: str | None) -> None:
+    """The emulator keeps its numbers in memory: (re)register a sandbox number before using it,
+    with the account's own app secret, so that the emulator signs its webhooks with it."""
     url = base_url(rt, account)
     if (url, account.phone_number_id) in _registered:
         return
@@ -190,6 +217,8 @@ async def _ensure_on_emulator(rt: Runtime, account: WhatsAppAccount) -> None:
         "display_phone_number": account.phone_number.lstrip("+"),
         "verified_name": account.display_name,
     }
+    if secret:
+        body["app_secret"] = secret
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
@@ -215,7 +244,7 @@ async def _ensure_on_emulator(rt: Runtime, account: WhatsAppAccount) -> None:
 
 async def sender(rt: Runtime, account: WhatsAppAccount) -> Sender:
     if account.provider == EMULATOR:
-        await _ensure_on_emulator(rt, account)
+        await _ensure_on_emulator(rt, account, app_secret(rt, account))
     return Sender(
         account_id=account.id,
         provider=rt.providers.client(base_url(rt, account)),
@@ -226,14 +255,31 @@ async def sender(rt: Runtime, account: WhatsAppAccount) -> Sender:
 
 
 async def register_sandboxes(rt: Runtime) -> None:
-    """At start (embedded emulator): register every sandbox number, so webhooks and sends work."""
-    async with rt.sessionmaker() as session:
+    """At start (embedded emulator): register every sandbox number, so webhooks and sends work.
+
+    A sandbox account made before each got its own app secret (they shared the emulator's, which
+    every user can read) gets one first, in a short transaction of its own, before any call."""
+    async with writing(rt.sessionmaker) as session:
         rows = await WhatsAppAccountRepository(session).by_provider(EMULATOR)
+        for account in rows:
+            own = app_secret(rt, account)
+            if own is None or own == rt.sandbox_app_secret:
+                account.app_secret_sealed = seal(rt.sealing_key, _new_secret().encode())
+        await session.commit()
     for account in rows:
-        try:
-            await _ensure_on_emulator(rt, account)
-        except Exception as exc:
-            log.warning("sandbox_register_failed", account_id=str(account.id), error=repr(exc))
+        await register_sandbox(rt, account)
+
+
+async def register_sandbox(rt: Runtime, account: WhatsAppAccount) -> None:
+    """Register a sandbox number on the emulator; a failure is logged (tried again at first use)."""
+    try:
+        await _ensure_on_emulator(rt, account, app_secret(rt, account))
+    except Exception as exc:
+        log.warning("sandbox_register_failed", account_id=str(account.id), error=repr(exc))
+
+
+def _new_secret() -> str:
+    return secrets.token_urlsafe(32)
 
 
 async def _read_phone_number(
@@ -276,33 +322,78 @@ def _apply_phone_number(account: WhatsAppAccount, node: dict[str, Any]) -> None:
 # -- writing ------------------------------------------------------------------------------------
 
 
-async def connect(
-    session: AsyncSession, rt: Runtime, workspace_id: uuid.UUID, data: AccountCreate
-) -> WhatsAppAccount:
-    repo = WhatsAppAccountRepository(session)
-    if await repo.by_phone_number_id(workspace_id, data.phone_number_id) is not None:
+_HELD_ELSEWHERE = (
+    "{field}: this {what} is connected to another workspace; a WhatsApp number and its business "
+    "account belong to one workspace (disconnect it there first)"
+)
+
+
+async def _refuse_if_held(
+    repo: WhatsAppAccountRepository, workspace_id: uuid.UUID, data: AccountCreate
+) -> None:
+    """409 when the number is already here, or the number or its WABA is another workspace's
+    (without saying whose)."""
+    held = await repo.by_phone_number_id_any(data.phone_number_id)
+    if held is not None and held.workspace_id == workspace_id:
         raise Conflict(
             "phone_number_id: this number is already connected to the workspace",
             field="phone_number_id",
         )
-    if data.provider == EMULATOR:
-        # An emulator number must exist there before it can be read.
-        probe = WhatsAppAccount(
-            phone_number_id=data.phone_number_id,
-            waba_id=data.waba_id,
-            phone_number="+1555" + data.phone_number_id[-7:].rjust(7, "0"),
-            display_name=data.name or "aisoule sandbox",
-            provider=EMULATOR,
+    if held is not None:
+        raise Conflict(
+            _HELD_ELSEWHERE.format(field="phone_number_id", what="number"),
+            field="phone_number_id",
+            code="number_held_elsewhere",
         )
-        try:
-            await _ensure_on_emulator(rt, probe)
-        except ProviderUnavailable as exc:
-            raise UpstreamFailed(str(exc)) from exc
-        except MetaAPIError as exc:
-            raise ValidationFailed(
-                f"phone_number_id: {exc.message}", field="phone_number_id", code="meta_rejected"
-            ) from exc
-    node = await _read_phone_number(rt, data.provider, data.phone_number_id, data.access_token)
+    if await repo.waba_held_elsewhere(workspace_id, data.waba_id):
+        raise Conflict(
+            _HELD_ELSEWHERE.format(field="waba_id", what="WhatsApp Business Account"),
+            field="waba_id",
+            code="waba_held_elsewhere",
+        )
+
+
+def _refuse_shared_secret(rt: Runtime, secret: str | None) -> None:
+    if secret is not None and rt.sandbox_app_secret is not None and secret == rt.sandbox_app_secret:
+        raise ValidationFailed(
+            "app_secret: this is the emulator's shared app secret, which every user of this "
+            "server can read; it proves nothing. Give your Meta app's secret (a sandbox number "
+            "gets one of its own when none is given)",
+            field="app_secret",
+        )
+
+
+async def connect(
+    session: AsyncSession, rt: Runtime, workspace_id: uuid.UUID, data: AccountCreate
+) -> WhatsAppAccount:
+    """Connect a number: checked here, read from Meta with no transaction open (no lock held
+    while Meta answers), then written, checked again under the WABA's lock and a unique index."""
+    repo = WhatsAppAccountRepository(session)
+    _refuse_shared_secret(rt, data.app_secret)
+    await _refuse_if_held(repo, workspace_id, data)
+    # An emulator number gets an app secret of its own, so that its webhooks prove it alone.
+    secret = data.app_secret or (_new_secret() if data.provider == EMULATOR else None)
+    async with outside_transaction(session):
+        if data.provider == EMULATOR:
+            # An emulator number must exist there before it can be read.
+            probe = WhatsAppAccount(
+                phone_number_id=data.phone_number_id,
+                waba_id=data.waba_id,
+                phone_number="+1555" + data.phone_number_id[-7:].rjust(7, "0"),
+                display_name=data.name or "aisoule sandbox",
+                provider=EMULATOR,
+            )
+            try:
+                await _ensure_on_emulator(rt, probe, secret)
+            except ProviderUnavailable as exc:
+                raise UpstreamFailed(str(exc)) from exc
+            except MetaAPIError as exc:
+                raise ValidationFailed(
+                    f"phone_number_id: {exc.message}", field="phone_number_id", code="meta_rejected"
+                ) from exc
+        node = await _read_phone_number(rt, data.provider, data.phone_number_id, data.access_token)
+    await repo.lock_waba(data.waba_id)
+    await _refuse_if_held(repo, workspace_id, data)  # another request may have connected it
     now = utcnow()
     first = await repo.default(workspace_id) is None
     account = WhatsAppAccount(
@@ -316,9 +407,7 @@ async def connect(
         phone_number_id=data.phone_number_id,
         waba_id=data.waba_id,
         access_token_sealed=seal(rt.sealing_key, data.access_token.encode()),
-        app_secret_sealed=seal(rt.sealing_key, data.app_secret.encode())
-        if data.app_secret
-        else None,
+        app_secret_sealed=seal(rt.sealing_key, secret.encode()) if secret else None,
         verify_token_hash=hmac_sha256_hex(rt.lookup_key, data.verify_token)
         if data.verify_token
         else None,
@@ -332,7 +421,7 @@ async def connect(
         await repo.add(account)
     except IntegrityError as exc:
         raise Conflict(
-            "phone_number_id: this number is already connected to the workspace",
+            "phone_number_id: this number is already connected (here or in another workspace)",
             field="phone_number_id",
         ) from exc
     if account.is_default:
@@ -349,9 +438,11 @@ async def update(
 ) -> WhatsAppAccount:
     account = await get(session, workspace_id, account_id)
     changes = data.model_dump(exclude_unset=True)
+    _refuse_shared_secret(rt, changes.get("app_secret"))
     if changes.get("access_token") is not None:
         token = changes["access_token"]
-        node = await _read_phone_number(rt, account.provider, account.phone_number_id, token)
+        async with outside_transaction(session):  # no lock held while Meta answers
+            node = await _read_phone_number(rt, account.provider, account.phone_number_id, token)
         _apply_phone_number(account, node)
         account.access_token_sealed = seal(rt.sealing_key, token.encode())
         account.status, account.last_error = "connected", None
@@ -412,9 +503,8 @@ async def create_sandbox(
         phone_number_id=phone_number_id,
         waba_id=waba_id,
         access_token_sealed=seal(rt.sealing_key, rt.sandbox_token.encode()),
-        app_secret_sealed=seal(rt.sealing_key, rt.sandbox_app_secret.encode())
-        if rt.sandbox_app_secret
-        else None,
+        # Its own secret: the emulator signs this number's webhooks with it, and only it proves them.
+        app_secret_sealed=seal(rt.sealing_key, _new_secret().encode()),
         quality_rating="GREEN",
         messaging_limit="TIER_1K",
         throughput=80,
@@ -423,8 +513,8 @@ async def create_sandbox(
         updated_at=now,
     )
     await WhatsAppAccountRepository(session).add(account)
-    try:  # so a simulated customer can write to it at once; else at the next start or send
-        await _ensure_on_emulator(rt, account)
-    except Exception as exc:
-        log.info("sandbox_not_registered_yet", account_id=str(account.id), error=repr(exc))
+    # Registered on the emulator once committed, before the sign-up answers (never while its
+    # transaction holds SQLite's write lock), so a simulated customer can write to it at once;
+    # if that fails, at the next start or send.
+    queue.after_commit_call(session, functools.partial(register_sandbox, rt, account))
     return account

@@ -9,6 +9,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     Text,
@@ -115,9 +116,15 @@ class ContactWhatsApp(Model):
 class WebhookEvent(Model):
     """One event of a Meta webhook delivery, stored once by its key and applied by a worker.
 
-    ``key`` is what makes a redelivery a no-op: ``message:<wamid>`` for an inbound message,
-    ``status:<wamid>:<status>`` for a status, ``template:<id>:<event>:<entry time>`` for a template
-    update, a digest of the JSON for anything else.
+    ``key`` is what makes a redelivery a no-op: ``<account id>:message:<wamid>`` for an inbound
+    message, ``<account id>:status:<wamid>:<status>`` for a status,
+    ``<account id>:template:<id>:<event>:<entry time>`` for a template update, a digest of the JSON
+    for anything else.
+
+    ``account_id`` is the account whose app secret signed the delivery and that the event names:
+    the only account the event is applied to (None: stored before webhook tenancy, not applied).
+    ``raw`` keeps the event as Meta sent it when it held what the database cannot store (NUL);
+    ``payload`` then holds it without.
     """
 
     __tablename__ = "webhook_events"
@@ -128,7 +135,9 @@ class WebhookEvent(Model):
     kind: Mapped[str] = mapped_column(String(32))  # message | status | template | other
     phone_number_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     waba_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    account_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
     payload: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
     received_at: Mapped[datetime] = mapped_column(UTCDateTime)
     processed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)

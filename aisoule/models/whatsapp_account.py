@@ -12,6 +12,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -31,7 +32,14 @@ class WhatsAppAccount(Model):
         Index("ix_whatsapp_accounts_workspace_created", "workspace_id", "created_at"),
         UniqueConstraint("workspace_id", "phone_number_id"),
         Index("ix_whatsapp_accounts_waba_id", "waba_id"),
-        Index("ix_whatsapp_accounts_phone_number_id", "phone_number_id"),
+        # A number belongs to one workspace: a webhook naming it reaches exactly one account.
+        Index(
+            "ux_whatsapp_accounts_phone_number_id",
+            "phone_number_id",
+            unique=True,
+            postgresql_where=text("phone_number_id <> ''"),
+            sqlite_where=text("phone_number_id <> ''"),
+        ),
     )
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, default=uuid.uuid4)

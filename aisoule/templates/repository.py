@@ -85,10 +85,16 @@ class TemplateRepository(WorkspaceScopedRepository[MessageTemplate]):
         )
         return result.scalars().all()
 
-    async def by_meta_id(self, meta_id: str) -> Sequence[MessageTemplate]:
-        """Every workspace's row for one Meta template (a WABA may be connected more than once)."""
+    async def by_meta_id(
+        self, account_ids: Sequence[uuid.UUID], meta_id: str
+    ) -> Sequence[MessageTemplate]:
+        """The rows of these accounts for one Meta template."""
+        if not account_ids:
+            return []
         result = await self.session.execute(
-            select(MessageTemplate).where(MessageTemplate.meta_id == meta_id)
+            select(MessageTemplate).where(
+                MessageTemplate.account_id.in_(account_ids), MessageTemplate.meta_id == meta_id
+            )
         )
         return result.scalars().all()
 

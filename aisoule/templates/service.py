@@ -700,23 +700,27 @@ def _clean_json(value: Any, depth: int) -> Any:
     return value
 
 
-async def apply_status_update(session: AsyncSession, waba_id: str, value: dict[str, Any]) -> bool:
+async def apply_status_update(
+    session: AsyncSession, account_ids: Sequence[uuid.UUID], value: dict[str, Any]
+) -> bool:
     """Meta's ``message_template_status_update`` webhook (``value`` as Meta sends it): set the
-    status (and reason) of the matching rows. False when no row matches. The caller commits."""
+    status (and reason) of the matching rows of ``account_ids`` (the accounts the delivery's
+    signature proved), never another account's. False when no row matches. The caller commits."""
     event = str(value.get("event") or "").upper()
     if not event:
         return False
     status = _EVENT_STATUS.get(event, event)
     repo = TemplateRepository(session)
     meta_id = value.get("message_template_id")
-    rows: Sequence[MessageTemplate] = await repo.by_meta_id(str(meta_id)) if meta_id else []
+    rows: Sequence[MessageTemplate] = (
+        await repo.by_meta_id(account_ids, str(meta_id)) if meta_id else []
+    )
     if not rows:
         name = value.get("message_template_name")
         language = value.get("message_template_language")
         if not name or not language:
             return False
-        found = await accounts.accounts_for_webhook(session, phone_number_id=None, waba_id=waba_id)
-        rows = await repo.by_name_language([a.id for a in found], str(name), str(language))
+        rows = await repo.by_name_language(account_ids, str(name), str(language))
     if not rows:
         return False
     reason = _reason(value.get("reason"))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
@@ -15,9 +15,9 @@ async def verified_delivery(
     request: Request,
     session: DBSession,
     signature: Annotated[str | None, Header(alias="X-Hub-Signature-256")] = None,
-) -> dict[str, Any]:
+) -> service.Delivery:
     raw = await request.body()  # the exact bytes Meta signed
     return await service.verify(session, runtime.current(), raw, signature)
 
 
-VerifiedDelivery = Annotated[dict[str, Any], Depends(verified_delivery)]
+VerifiedDelivery = Annotated[service.Delivery, Depends(verified_delivery)]

@@ -45,14 +45,14 @@ async def verify_subscription(
 @router.post(
     PATH,
     summary="Receive Meta's webhook deliveries",
-    description="Verifies `X-Hub-Signature-256` over the raw body, stores each event once and "
-    "answers 200 with how many events the delivery held and how many were new.",
+    description="Verifies `X-Hub-Signature-256` over the raw body, stores once each event that "
+    "the app secret of the account it names signed, and answers 200 with how many events the "
+    "delivery held, how many were new and how many no named account's secret proved (not stored).",
     response_model=None,
     responses={
         400: {"description": "Body is not a JSON object"},
-        401: {"description": "Missing or wrong X-Hub-Signature-256"},
+        401: {"description": "Missing or wrong X-Hub-Signature-256, or no event proven"},
     },
 )
-async def receive(body: VerifiedDelivery, session: DBSession) -> ORJSONResponse:
-    received, new = await service.receive(session, body)
-    return ORJSONResponse({"received": received, "new": new})
+async def receive(delivery: VerifiedDelivery, session: DBSession) -> ORJSONResponse:
+    return ORJSONResponse(await service.receive(session, delivery))

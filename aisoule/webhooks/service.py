@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
+import re
 import time
 import unicodedata
-from collections.abc import Awaitable, Callable, Sequence
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -78,76 +81,159 @@ def _secret_value(value: Any) -> str | None:
     return value.get_secret_value() if value is not None else None
 
 
+#
+# Tenancy: a delivery carries one signature, over its raw bytes, by one app secret. An event is
+# proven for an account when the event names it (its phone_number_id, or for a WABA-level event
+# its WABA) and that account's own secret (accounts.proof_secret) verifies the signature. Each
+# event is stored once per account it is proven for, with that account's id; the worker applies
+# it to that account only. Events no named account proves are not stored (logged); a delivery
+# with no proven event is refused (401), unless the server's own app secret signed it.
+
+
 @dataclass(frozen=True, slots=True)
-class _Secrets:
+class _Accounts:
     at: float
-    values: tuple[str, ...]
+    values: tuple[accounts.WebhookAccount, ...]
 
 
-# (phone_number_id, waba_id) -> the app secrets of the accounts it names. A hit that does not match
-# is looked up again, so a changed secret works at once; a removed one stops within the TTL.
-_secret_cache: dict[tuple[str | None, str | None], _Secrets] = {}
+# (phone_number_id, waba_id) -> the accounts it names, with their proof secrets. A hit none of
+# which proves the delivery is looked up again, so a changed secret works at once; a removed one
+# stops within the TTL.
+_account_cache: dict[tuple[str | None, str | None], _Accounts] = {}
 
 
-def _candidates(body: dict[str, Any]) -> set[tuple[str | None, str | None]]:
-    found: set[tuple[str | None, str | None]] = set()
-    for entry in _list(body.get("entry")):
-        if not isinstance(entry, dict):
-            continue
-        waba_id = _str(entry.get("id"))
-        pnids = {
-            _str(_dict(_dict(change.get("value")).get("metadata")).get("phone_number_id"))
-            for change in _list(entry.get("changes"))
-            if isinstance(change, dict)
-        } or {None}
-        found.update((pnid, waba_id) for pnid in pnids)
-    return {c for c in found if c != (None, None)}
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    """A delivery whose signature was checked: rows to store (one per event and account that
+    proved it) and the counts Meta is answered with."""
+
+    rows: list[dict[str, Any]]
+    received: int
+    unproven: int
 
 
-async def _account_secrets(
+async def _named(
     session: AsyncSession, rt: Runtime, pair: tuple[str | None, str | None], fresh: bool
-) -> tuple[str, ...]:
-    cached = _secret_cache.get(pair)
+) -> tuple[accounts.WebhookAccount, ...]:
+    cached = _account_cache.get(pair)
     if cached is not None and not fresh and time.monotonic() - cached.at < SECRET_CACHE_SECONDS:
         return cached.values
-    rows = await accounts.accounts_for_webhook(session, phone_number_id=pair[0], waba_id=pair[1])
-    values = tuple(dict.fromkeys(s for s in (accounts.app_secret(rt, a) for a in rows) if s))
-    if len(_secret_cache) > 10_000:
-        _secret_cache.clear()
-    _secret_cache[pair] = _Secrets(time.monotonic(), values)
-    return values
+    found = await accounts.webhook_accounts(session, rt, phone_number_id=pair[0], waba_id=pair[1])
+    if len(_account_cache) > 10_000:
+        _account_cache.clear()
+    _account_cache[pair] = _Accounts(time.monotonic(), tuple(found))
+    return _account_cache[pair].values
 
 
-async def verify(
-    session: AsyncSession, rt: Runtime, raw: bytes, signature: str | None
-) -> dict[str, Any]:
-    """The delivery's JSON, once ``X-Hub-Signature-256`` matches the raw bytes under the app
-    secret of an account it names (or the server's ``AISOULE_WHATSAPP_APP_SECRET``).
+_SUSPECT = re.compile(rb"\\u0000|\\u[dD][89a-fA-F]")
 
-    The body is parsed only to find whose secret to use; nothing is stored before the check.
+
+def _clean(value: Any) -> tuple[Any, bool]:
+    """``value`` without NUL characters and with lone surrogates replaced (U+FFFD), in keys and
+    strings at any depth; and whether anything changed."""
+    if isinstance(value, str):
+        out = value.replace("\x00", "")
+        try:
+            out.encode()
+        except UnicodeEncodeError:
+            out = out.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        return out, out != value
+    if isinstance(value, list):
+        items = [_clean(v) for v in value]
+        return [v for v, _ in items], any(c for _, c in items)
+    if isinstance(value, dict):
+        changed = False
+        out_d: dict[str, Any] = {}
+        for k, v in value.items():
+            ck, kc = _clean(k)
+            cv, vc = _clean(v)
+            out_d[ck] = cv
+            changed = changed or kc or vc
+        return out_d, changed
+    return value, False
+
+
+def _parse(raw: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        # orjson refuses lone surrogates (\ud800), which Python's own parser reads; the events
+        # are cleaned of them before they are stored (see _clean).
+        try:
+            body = json.loads(raw)
+        except (ValueError, RecursionError):
+            raise AisouleError(
+                "Body is not valid JSON", status_code=400, code="invalid_json"
+            ) from None
+    if not isinstance(body, dict):
+        raise AisouleError("Body must be a JSON object", status_code=400, code="invalid_json")
+    return body
+
+
+async def verify(session: AsyncSession, rt: Runtime, raw: bytes, signature: str | None) -> Delivery:
+    """The delivery's events proven by ``X-Hub-Signature-256`` over the raw bytes, each for the
+    accounts it names whose own app secret signed it (see above); 401 when none is proven.
+
+    The body is parsed only to find whose secrets to try; nothing is stored before the check.
     """
     if not signature or not signature.startswith("sha256=") or len(signature.strip()) != 71:
         raise InvalidSignature(
             "X-Hub-Signature-256: missing or malformed; expected sha256=<64 hex digits>"
         )
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise AisouleError("Body is not valid JSON", status_code=400, code="invalid_json") from None
-    if not isinstance(body, dict):
-        raise AisouleError("Body must be a JSON object", status_code=400, code="invalid_json")
+    body = _parse(raw)
+    checked: dict[str, bool] = {}
+
+    def signed_by(secret: str | None) -> bool:
+        if not secret:
+            return False
+        if secret not in checked:
+            checked[secret] = verify_sha256(raw, signature, secret)
+        return checked[secret]
+
+    events = split(body, utcnow())
+    if _SUSPECT.search(raw):
+        # NUL, or a lone surrogate: neither PostgreSQL's jsonb and text nor UTF-8 can hold them.
+        # The events are stored and applied without them; the signed bytes are kept beside.
+        body, changed = _clean(body)
+        if changed:
+            events = [{**e, "raw": raw} for e in split(body, utcnow())]
+    proven: dict[tuple[str | None, str | None], tuple[accounts.WebhookAccount, ...]] = {}
+    for pair in {(e["phone_number_id"], e["waba_id"]) for e in events}:
+        if pair == (None, None):
+            proven[pair] = ()
+            continue
+        for fresh in (False, True):
+            found = tuple(a for a in await _named(session, rt, pair, fresh) if signed_by(a.secret))
+            if found:
+                break
+        proven[pair] = found
+    rows: list[dict[str, Any]] = []
+    unproven = 0
+    for event in events:
+        owners = proven[(event["phone_number_id"], event["waba_id"])]
+        if not owners:
+            unproven += 1
+        for owner in owners:
+            rows.append(
+                {
+                    **event,
+                    "key": _key(f"{owner.account_id}:{event['key']}"),
+                    "account_id": owner.account_id,
+                }
+            )
     server = _secret_value(rt.settings.whatsapp_app_secret)
-    if server and verify_sha256(raw, signature, server):
-        return body
-    for fresh in (False, True):
-        for pair in _candidates(body):
-            for secret in await _account_secrets(session, rt, pair, fresh):
-                if verify_sha256(raw, signature, secret):
-                    return body
-    raise InvalidSignature(
-        "X-Hub-Signature-256: does not match the body under the app secret of any account it "
-        "names (sign the raw bytes with the Meta app secret)"
-    )
+    if not rows and not signed_by(server):
+        raise InvalidSignature(
+            "X-Hub-Signature-256: does not match the body under the app secret of any account "
+            "its entries name (sign the raw bytes with the Meta app secret)"
+        )
+    if unproven:
+        log.warning(
+            "webhook_events_unproven",
+            unproven=unproven,
+            named=sorted(f"{p or '-'}/{w or '-'}" for (p, w), v in proven.items() if not v)[:20],
+        )
+    return Delivery(rows, len(events), unproven)
 
 
 def verify_token_matches(rt: Runtime, token: str) -> bool:
@@ -166,14 +252,13 @@ async def handshake(
     return await accounts.by_verify_token(session, rt, token) is not None
 
 
-async def receive(session: AsyncSession, body: dict[str, Any]) -> tuple[int, int]:
-    """Store the delivery's events (each key once) and have them applied after commit:
-    (events in the delivery, events new to us)."""
-    rows = split(body, utcnow())
-    new = await WebhookEventRepository(session).insert_new(rows)
+async def receive(session: AsyncSession, delivery: Delivery) -> dict[str, int]:
+    """Store the delivery's proven events (each key once) and have them applied after commit:
+    events in the delivery, rows new to us, events not proven (not stored)."""
+    new = await WebhookEventRepository(session).insert_new(delivery.rows)
     if new:
         queue.after_commit(session, queue.PROCESS_WEBHOOKS)
-    return len(rows), new
+    return {"received": delivery.received, "new": new, "unproven": delivery.unproven}
 
 
 # -- splitting a delivery into events ----------------------------------------------------------
@@ -230,6 +315,7 @@ def split(body: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
                 "phone_number_id": pnid,
                 "waba_id": waba_id,
                 "payload": payload,
+                "raw": None,
                 "received_at": now,
                 "attempts": 0,
             }
@@ -247,7 +333,7 @@ def split(body: dict[str, Any], now: datetime) -> list[dict[str, Any]]:
         other(body)
     for entry in _list(entries):
         if not isinstance(entry, dict) or not isinstance(entry.get("changes"), list):
-            other(entry)
+            other(entry, _str(entry.get("id")) if isinstance(entry, dict) else None)
             continue
         waba_id = _str(entry.get("id"))
         entry_time = entry.get("time")
@@ -307,15 +393,15 @@ def _split_messages(value: dict[str, Any], waba_id: str | None, add: Callable[..
 class _Event:
     id: int
     kind: str
-    phone_number_id: str | None
-    waba_id: str | None
+    account_id: uuid.UUID | None
     payload: dict[str, Any]
     received_at: datetime
     attempts: int
 
 
 _WAIT = "wait"
-AccountsFor = Callable[[str | None, str | None], Awaitable[Sequence[WhatsAppAccount]]]
+AccountFor = Callable[[uuid.UUID | None], Awaitable[WhatsAppAccount | None]]
+_UNPROVEN = "not applied: stored before webhook tenancy, with no account proven by its signature"
 
 
 async def process_batch(
@@ -335,8 +421,7 @@ async def process_batch(
     if not rows:
         return None
     events = [
-        _Event(r.id, r.kind, r.phone_number_id, r.waba_id, r.payload, r.received_at, r.attempts)
-        for r in rows
+        _Event(r.id, r.kind, r.account_id, r.payload, r.received_at, r.attempts) for r in rows
     ]
     done, waiting = await _apply_batch(session, rt, events)
     await repo.finish(done, waiting, utcnow())
@@ -353,14 +438,15 @@ async def _apply_batch(
     session: AsyncSession, rt: Runtime, events: list[_Event]
 ) -> tuple[list[tuple[int, str | None]], list[int]]:
     ordered = sorted(events, key=lambda e: (e.payload.get("ts") or 0, e.id))
-    found: dict[tuple[str | None, str | None], Sequence[WhatsAppAccount]] = {}
+    found: dict[uuid.UUID, WhatsAppAccount | None] = {}
 
-    async def accounts_for(pnid: str | None, waba_id: str | None) -> Sequence[WhatsAppAccount]:
-        if (pnid, waba_id) not in found:
-            found[(pnid, waba_id)] = await accounts.accounts_for_webhook(
-                session, phone_number_id=pnid, waba_id=waba_id
-            )
-        return found[(pnid, waba_id)]
+    async def account_for(account_id: uuid.UUID | None) -> WhatsAppAccount | None:
+        """The account the event was proven for: the only one it is applied to."""
+        if account_id is None:
+            return None
+        if account_id not in found:
+            found[account_id] = await accounts.get_by_id(session, account_id)
+        return found[account_id]
 
     now = utcnow()
     outcomes: dict[int, str | None] = {}
@@ -369,17 +455,17 @@ async def _apply_batch(
         # statuses go in bulk (their order does not matter: a status only moves forward).
         async with session.begin_nested():
             bulk = [e for e in ordered if _bulk_status(e)]
-            outcomes.update(await _apply_statuses(session, bulk, accounts_for, now))
+            outcomes.update(await _apply_statuses(session, bulk, account_for, now))
             for event in ordered:
                 if event.id not in outcomes:
-                    outcomes[event.id] = await _apply(session, event, accounts_for, now)
+                    outcomes[event.id] = await _apply(session, event, account_for, now)
     except Exception:
         log.warning("webhook_batch_retried_one_by_one", size=len(ordered), exc_info=True)
         outcomes = {}
         for event in ordered:
             try:
                 async with session.begin_nested():
-                    outcomes[event.id] = await _apply(session, event, accounts_for, now)
+                    outcomes[event.id] = await _apply(session, event, account_for, now)
             except Exception as exc:
                 log.warning("webhook_event_failed", event_id=event.id, exc_info=True)
                 outcomes[event.id] = f"{type(exc).__name__}: {exc}"
@@ -401,19 +487,23 @@ def _bulk_status(event: _Event) -> bool:
     return event.kind == STATUS and event.payload["status"].get("status") in _BULK_STATUSES
 
 
+def _no_account(event: _Event) -> str:
+    if event.account_id is None:
+        return _UNPROVEN
+    return f"the WhatsApp account {event.account_id} is gone"
+
+
 async def _apply_statuses(
-    session: AsyncSession, events: list[_Event], accounts_for: AccountsFor, now: datetime
+    session: AsyncSession, events: list[_Event], account_for: AccountFor, now: datetime
 ) -> dict[int, str | None]:
-    groups: dict[tuple[str | None, str | None], list[_Event]] = {}
+    groups: dict[uuid.UUID | None, list[_Event]] = {}
     for event in events:
-        groups.setdefault((event.phone_number_id, event.waba_id), []).append(event)
+        groups.setdefault(event.account_id, []).append(event)
     outcomes: dict[int, str | None] = {}
-    for (pnid, waba_id), group in groups.items():
-        found = await accounts_for(pnid, waba_id)
-        if not found:
-            outcomes.update(
-                (e.id, f"no WhatsApp account for phone_number_id {pnid}") for e in group
-            )
+    for account_id, group in groups.items():
+        account = await account_for(account_id)
+        if account is None:
+            outcomes.update((e.id, _no_account(e)) for e in group)
             continue
         items = [
             (
@@ -423,7 +513,7 @@ async def _apply_statuses(
             )
             for e in group
         ]
-        missing = await messages.apply_statuses(session, [a.id for a in found], items)
+        missing = await messages.apply_statuses(session, [account.id], items)
         for event, (wamid, _, _) in zip(group, items, strict=True):
             outcomes[event.id] = _not_found(event, wamid, now) if wamid in missing else None
     return outcomes
@@ -447,22 +537,23 @@ def _at(ts: Any, default: datetime) -> datetime:
 
 
 async def _apply(
-    session: AsyncSession, event: _Event, accounts_for: AccountsFor, now: datetime
+    session: AsyncSession, event: _Event, account_for: AccountFor, now: datetime
 ) -> str | None:
-    """Apply one event: None when done, an error to store, or ``_WAIT`` to try again later."""
+    """Apply one event to the account it was proven for, every lookup scoped to that account:
+    None when done, an error to store, or ``_WAIT`` to try again later."""
     if event.kind == OTHER:
         return None
+    account = await account_for(event.account_id)
+    if account is None:
+        return _no_account(event)
     if event.kind == TEMPLATE:
-        return await _apply_template(session, event)
-    found = await accounts_for(event.phone_number_id, event.waba_id)
-    if not found:
-        return f"no WhatsApp account for phone_number_id {event.phone_number_id}"
+        return await _apply_template(session, account, event)
     if event.kind == STATUS:
         item = event.payload["status"]
         errors = item.get("errors") if isinstance(item.get("errors"), list) else None
         applied = await messages.apply_status(
             session,
-            [a.id for a in found],
+            [account.id],
             str(item["id"]),
             str(item["status"]),
             _at(item.get("timestamp"), now),
@@ -470,38 +561,35 @@ async def _apply(
         )
         return None if applied else _not_found(event, str(item["id"]), now)
     if event.kind == MESSAGE:
-        await _apply_message(session, event, found, now)
+        await _apply_message(session, event, account, now)
         return None
     return None
 
 
 async def _apply_message(
-    session: AsyncSession, event: _Event, found: Sequence[WhatsAppAccount], now: datetime
+    session: AsyncSession, event: _Event, account: WhatsAppAccount, now: datetime
 ) -> None:
     msg = event.payload["message"]
     contact = _dict(event.payload.get("contact"))
     name = _dict(contact.get("profile")).get("name")
     kind = str(msg.get("type") or "unknown")[:32]
     words = _keyword(msg)
-    for account in found:
-        recorded = await messages.record_inbound(
-            session,
-            account,
-            wa_id=str(contact.get("wa_id") or msg["from"]),
-            profile_name=str(name)[:200] if name else None,
-            wamid=str(msg["id"]),
-            kind=kind,
-            payload=msg,
-            at=_at(msg.get("timestamp"), now),
-        )
-        if recorded is None or recorded.contact_id is None or words is None:
-            continue
-        if words in STOP_WORDS:
-            await messages.opt_out(
-                session, account.workspace_id, recorded.contact_id, "stop_keyword"
-            )
-        elif words in START_WORDS:
-            await messages.opt_in(session, account.workspace_id, recorded.contact_id)
+    recorded = await messages.record_inbound(
+        session,
+        account,
+        wa_id=str(contact.get("wa_id") or msg["from"]),
+        profile_name=str(name)[:200] if name else None,
+        wamid=str(msg["id"]),
+        kind=kind,
+        payload=msg,
+        at=_at(msg.get("timestamp"), now),
+    )
+    if recorded is None or recorded.contact_id is None or words is None:
+        return
+    if words in STOP_WORDS:
+        await messages.opt_out(session, account.workspace_id, recorded.contact_id, "stop_keyword")
+    elif words in START_WORDS:
+        await messages.opt_in(session, account.workspace_id, recorded.contact_id)
 
 
 def _keyword(msg: dict[str, Any]) -> str | None:
@@ -518,13 +606,11 @@ def _keyword(msg: dict[str, Any]) -> str | None:
     return words or None
 
 
-async def _apply_template(session: AsyncSession, event: _Event) -> str | None:
+async def _apply_template(
+    session: AsyncSession, account: WhatsAppAccount, event: _Event
+) -> str | None:
     from aisoule.templates import service as templates
 
-    # Template reviews are applied by the templates domain when it provides apply_status_update;
-    # until then they are kept here, processed, for the record.
-    apply = getattr(templates, "apply_status_update", None)
-    if apply is None:
-        return None
-    await apply(session, event.waba_id, event.payload["value"])
+    # Only this account's templates: a WABA's review never reaches another account's rows.
+    await templates.apply_status_update(session, [account.id], event.payload["value"])
     return None

@@ -436,15 +436,15 @@ def test_apply_status_update_through_a_real_session(server: Server, api: httpx.C
 
     from aisoule.templates.service import apply_status_update
 
-    waba = _account(api)["waba_id"]
+    mine = uuid.UUID(_account(api)["id"])
     by_id = _create(api, NAMED)
     by_name = _create(api, POSITIONAL)
 
-    async def run(value: dict[str, Any], waba_id: str = waba) -> bool:
+    async def run(value: dict[str, Any], account_id: uuid.UUID = mine) -> bool:
         engine = create_async_engine(normalize_database_url(server.database_url))
         try:
             async with async_sessionmaker(engine)() as session:
-                found = await apply_status_update(session, waba_id, value)
+                found = await apply_status_update(session, [account_id], value)
                 await session.commit()
                 return found
         finally:
@@ -464,7 +464,19 @@ def test_apply_status_update_through_a_real_session(server: Server, api: httpx.C
     got = api.get(f"/api/templates/{by_id['id']}").json()["data"]["template"]
     assert (got["status"], got["rejected_reason"]) == ("REJECTED", "INVALID_FORMAT")
 
-    # An id Meta did not give us (yet): found by name and language on the WABA's accounts.
+    # Another account's update does not reach this account's template, by id or by name.
+    assert not asyncio.run(
+        run(
+            {
+                "event": "PAUSED",
+                "message_template_id": int(by_id["meta_id"]),
+                "message_template_name": by_id["name"],
+                "message_template_language": by_id["language"],
+            },
+            uuid.uuid4(),
+        )
+    )
+    # An id Meta did not give us (yet): found by name and language on the account.
     value = {
         "event": "APPROVED",
         "message_template_id": 999000111,
@@ -472,7 +484,7 @@ def test_apply_status_update_through_a_real_session(server: Server, api: httpx.C
         "message_template_language": by_name["language"],
         "reason": "NONE",
     }
-    assert not asyncio.run(run(value, waba_id="1"))
+    assert not asyncio.run(run(value, account_id=uuid.uuid4()))
     assert asyncio.run(run(value))
     got = api.get(f"/api/templates/{by_name['id']}").json()["data"]["template"]
     assert (got["status"], got["rejected_reason"]) == ("APPROVED", None)

@@ -15,7 +15,9 @@ import orjson
 from aisoule.kit.signing import sign_sha256
 from tests.conftest import Workspace
 
-APP_SECRET = "emulator-app-secret"  # the sandbox account's app secret (embedded emulator)
+# Each sandbox account has an app secret of its own that is never shown; these tests play Meta, so
+# they give the account one they know (PUT /api/accounts/{id}), as a user connecting an app does.
+APP_SECRET = "inbound-tests-app-secret"
 HOOK = "/webhooks/whatsapp"
 
 
@@ -115,6 +117,9 @@ def sandbox(ws: Workspace) -> dict[str, Any]:
     assert r.status_code == 200, r.text
     accounts = r.json()["data"]["accounts"]
     assert accounts, "a new workspace has a sandbox account"
+    with ws.client() as api:
+        put = api.put(f"/api/accounts/{accounts[0]['id']}", json={"app_secret": APP_SECRET})
+    assert put.status_code == 200, put.text
     return dict(accounts[0])
 
 
@@ -242,7 +247,7 @@ def test_bad_signatures_are_refused_and_nothing_is_stored(
     # Nothing of the above was stored: the genuine delivery is new.
     r = post_signed(anon, body, raw=raw)
     assert r.status_code == 200, r.text
-    assert r.json() == {"received": 1, "new": 1}
+    assert r.json() == {"received": 1, "new": 1, "unproven": 0}
 
 
 def test_a_body_that_is_not_json_is_a_400(anon: httpx.Client) -> None:
@@ -274,7 +279,7 @@ def test_inbound_text_creates_the_contact_and_message_and_opens_the_window(
         assert r.json()["code"] == "outside_24h_window"
         r = post_signed(anon, inbound(account, wa_id, "Do you ship to Pune?", name="Priya Shah"))
         assert r.status_code == 200, r.text
-        assert r.json() == {"received": 1, "new": 1}
+        assert r.json() == {"received": 1, "new": 1, "unproven": 0}
         messages = wait_for(lambda: inbound_messages(api, phone), what="the inbound message")
         assert len(messages) == 1
         assert messages[0]["preview"] == "Do you ship to Pune?"
@@ -292,9 +297,9 @@ def test_the_same_delivery_twice_is_stored_once(ws: Workspace, anon: httpx.Clien
     body = inbound(account, wa_id, "hello twice")
     first = post_signed(anon, body)
     second = post_signed(anon, body)
-    assert first.json() == {"received": 1, "new": 1}
+    assert first.json() == {"received": 1, "new": 1, "unproven": 0}
     assert second.status_code == 200
-    assert second.json() == {"received": 1, "new": 0}
+    assert second.json() == {"received": 1, "new": 0, "unproven": 0}
     with ws.client() as api:
         wait_for(lambda: inbound_messages(api, "+" + wa_id), what="the inbound message")
         time.sleep(0.5)
@@ -411,8 +416,8 @@ def test_a_status_that_overtakes_the_message_is_applied_when_it_exists(
     account = sandbox(ws)
     body = status(account, new_wamid(), new_wa_id(), "delivered", int(time.time()))
     r = post_signed(anon, body)
-    assert r.status_code == 200 and r.json() == {"received": 1, "new": 1}
-    assert post_signed(anon, body).json() == {"received": 1, "new": 0}
+    assert r.status_code == 200 and r.json() == {"received": 1, "new": 1, "unproven": 0}
+    assert post_signed(anon, body).json() == {"received": 1, "new": 0, "unproven": 0}
 
 
 # -- anything else ------------------------------------------------------------------------------
@@ -426,8 +431,8 @@ def test_unknown_fields_and_types_are_stored_and_answered_200(
         account["waba_id"], "account_alerts", {"entity_type": "WABA", "alert_info": {"x": 1}}
     )
     r = post_signed(anon, unknown_field)
-    assert r.status_code == 200 and r.json() == {"received": 1, "new": 1}
-    assert post_signed(anon, unknown_field).json() == {"received": 1, "new": 0}
+    assert r.status_code == 200 and r.json() == {"received": 1, "new": 1, "unproven": 0}
+    assert post_signed(anon, unknown_field).json() == {"received": 1, "new": 0, "unproven": 0}
     odd = {
         "object": "whatsapp_business_account",
         "entry": [{"id": account["waba_id"], "changes": "?"}],
@@ -440,7 +445,7 @@ def test_unknown_fields_and_types_are_stored_and_answered_200(
     msg.pop("text")
     msg["hologram"] = {"id": "h1"}
     r = post_signed(anon, unknown_type)
-    assert r.status_code == 200 and r.json() == {"received": 1, "new": 1}
+    assert r.status_code == 200 and r.json() == {"received": 1, "new": 1, "unproven": 0}
     template_update = envelope(
         account["waba_id"],
         "message_template_status_update",
@@ -454,7 +459,7 @@ def test_unknown_fields_and_types_are_stored_and_answered_200(
     )
     template_update["entry"][0]["time"] = int(time.time())
     r = post_signed(anon, template_update)
-    assert r.status_code == 200 and r.json() == {"received": 1, "new": 1}
+    assert r.status_code == 200 and r.json() == {"received": 1, "new": 1, "unproven": 0}
     # The server is still well: an inbound afterwards is applied.
     with ws.client() as api:
         open_window(api, anon, account)

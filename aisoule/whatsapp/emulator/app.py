@@ -41,7 +41,13 @@ from aisoule.whatsapp.emulator.state import (
 from aisoule.whatsapp.emulator.webhooks import WebhookSender
 
 _VERSION = re.compile(r"^v\d+\.\d+$")
-_NUMBER_FIELDS = ("phone_number_id", "waba_id", "display_phone_number", "verified_name")
+_NUMBER_FIELDS = (
+    "phone_number_id",
+    "waba_id",
+    "display_phone_number",
+    "verified_name",
+    "app_secret",
+)
 
 
 class Emulator:
@@ -102,10 +108,16 @@ class Emulator:
         name = body.get("verified_name")
         if name is not None and not (isinstance(name, str) and name.strip() and len(name) <= 256):
             raise ValueError("verified_name must be a non-empty string")
+        secret = body.get("app_secret")
+        if secret is not None and not (isinstance(secret, str) and 1 <= len(secret) <= 256):
+            raise ValueError("app_secret must be a string of 1 to 256 characters")
         world = self.world
         phone_id, waba_id = body.get("phone_number_id"), body.get("waba_id")
         if phone_id is not None and phone_id in world.numbers:
-            return world.numbers[phone_id], False
+            known = world.numbers[phone_id]
+            if known.app_secret is None and secret:  # a number's first own secret; never replaced
+                known.app_secret = secret
+            return known, False
         if phone_id is not None and phone_id in world.waba_ids():
             raise ValueError(f"phone_number_id {phone_id} is already a WABA id")
         if waba_id is not None and waba_id in world.numbers:
@@ -117,6 +129,7 @@ class Emulator:
             waba_id=waba_id,
             display_phone_number=display or world.fresh_display(),
             verified_name=name or "aisoule sandbox",
+            app_secret=secret or None,
         )
         world.numbers[phone_id] = number
         return number, True
@@ -159,6 +172,17 @@ class Emulator:
                 subcode=33,
             )
 
+    def secret_of_waba(self, waba_id: str) -> str | None:
+        """The app secret of the WABA's first number that has one (template webhooks)."""
+        return next(
+            (
+                n.app_secret
+                for n in self.world.numbers.values()
+                if n.waba_id == waba_id and n.app_secret
+            ),
+            None,
+        )
+
     def metadata_value(self, number: Number, **parts: Any) -> dict[str, Any]:
         return messages_value(number.display_phone_number, number.phone_number_id, **parts)
 
@@ -194,7 +218,9 @@ class Emulator:
             sent.statuses.append(status)
             contact = {"wa_id": sent.to, "user_id": bsuid(number.waba_id, sent.to)}
             value = self.metadata_value(number, contacts=[contact], statuses=[item])
-            self.webhooks.schedule(envelope(number.waba_id, "messages", value), delay)
+            self.webhooks.schedule(
+                envelope(number.waba_id, "messages", value), delay, number.app_secret
+            )
 
     async def approve_later(self, tpl: Template) -> None:
         await asyncio.sleep(self.settings.template_approval_seconds)
@@ -214,7 +240,10 @@ class Emulator:
             "message_template_language": tpl.language,
             "reason": reason,
         }
-        self.webhooks.schedule(envelope(tpl.waba_id, "message_template_status_update", value))
+        self.webhooks.schedule(
+            envelope(tpl.waba_id, "message_template_status_update", value),
+            app_secret=self.secret_of_waba(tpl.waba_id),
+        )
 
 
 def _emu(request: Request) -> Emulator:
@@ -417,7 +446,7 @@ def _control_routes(app: FastAPI) -> None:
             "messages",
             emu.metadata_value(number, contacts=[contact], messages=[msg]),
         )
-        emu.webhooks.schedule(hook, s.webhook_latency_ms / 1000)
+        emu.webhooks.schedule(hook, s.webhook_latency_ms / 1000, number.app_secret)
         return json_response({"message": msg, "webhook": hook})
 
 

@@ -29,6 +29,9 @@ class Number:
     display_phone_number: str
     verified_name: str = "aisoule sandbox"
     quality_rating: str = "GREEN"
+    # The app secret this number's webhooks are signed with (None: the settings' shared one). Never
+    # shown: whoever knows it can sign deliveries for this number.
+    app_secret: str | None = None
 
     def public(self) -> dict[str, Any]:
         return {

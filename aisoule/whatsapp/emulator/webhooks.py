@@ -40,18 +40,21 @@ class WebhookSender:
         if self._session is not None:
             await self._session.close()
 
-    def schedule(self, body: dict[str, Any], delay: float = 0.0) -> None:
-        """Deliver ``body`` after ``delay`` seconds (twice, with the duplicates option)."""
+    def schedule(
+        self, body: dict[str, Any], delay: float = 0.0, app_secret: str | None = None
+    ) -> None:
+        """Deliver ``body`` after ``delay`` seconds (twice, with the duplicates option), signed
+        with ``app_secret`` (the number's own) or else the settings' shared one."""
         settings = self._settings()
         if not settings.webhook_url:
             return
         copies = 2 if settings.webhook_duplicates else 1
         for n in range(copies):
-            task = asyncio.create_task(self._deliver(body, delay + n * 0.01))
+            task = asyncio.create_task(self._deliver(body, delay + n * 0.01, app_secret))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _deliver(self, body: dict[str, Any], delay: float) -> None:
+    async def _deliver(self, body: dict[str, Any], delay: float, app_secret: str | None) -> None:
         if delay > 0:
             await asyncio.sleep(delay)
         settings = self._settings()
@@ -61,7 +64,7 @@ class WebhookSender:
         raw = orjson.dumps(body)
         headers = {
             "Content-Type": "application/json",
-            "X-Hub-Signature-256": sign_sha256(raw, settings.app_secret),
+            "X-Hub-Signature-256": sign_sha256(raw, app_secret or settings.app_secret),
             "User-Agent": "facebookexternalua",
         }
         if self._session is None or self._session.closed:
