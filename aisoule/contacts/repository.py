@@ -121,7 +121,7 @@ _PG_INSERT = (
     " SELECT $1, $2, $3, $4, $5, $6, coalesce($7::varchar, (SELECT s.name FROM stages s"
     " WHERE s.workspace_id = $2 ORDER BY s.position LIMIT 1), $12::varchar), $8, $9, $10, $10,"
     " contact_number_next($2)"
-    " WHERE NOT EXISTS (SELECT FROM contacts c WHERE c.workspace_id = $2 AND c.phone = $3)"
+    " WHERE NOT EXISTS (SELECT FROM contacts c WHERE c.workspace_id = $2 AND c.phone = $3::varchar)"
     " ON CONFLICT (workspace_id, phone) DO NOTHING"
     f" RETURNING {_PG_COLUMNS}"
     "), tagged AS ("
