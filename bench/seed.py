@@ -1,6 +1,6 @@
 """Seed N contacts into the bench workspace with COPY: contacts, contact_tags and contact_counts.
 
-Contact ``i`` (0-based) has id ``i + 1`` and phone ``+9198`` followed by ``i`` in 8 digits, so the
+Contact ``i`` (0-based) has id and number ``i + 1`` (``cnt_<i + 1>``) and phone ``+9198`` followed by ``i`` in 8 digits, so the
 upsert benchmarks can pick existing numbers without asking the database. Every tenth contact has
 the tag ``vip`` (10%); every contact has one region tag, every third ``newsletter``.
 """
@@ -37,7 +37,7 @@ REGIONS = ("north", "south", "east", "west")
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
 CONTACT_COLUMNS = (
-    "id", "uuid", "workspace_id", "phone", "first_name", "last_name", "email", "stage", "tags",
+    "id", "number", "uuid", "workspace_id", "phone", "first_name", "last_name", "email", "stage", "tags",
     "custom_fields", "created_at", "updated_at",
 )  # fmt: skip
 
@@ -86,6 +86,7 @@ def _records(
         created = START + timedelta(seconds=i * 10)
         contacts.append(
             (
+                cid,
                 cid,
                 uuid.uuid4(),
                 workspace,
@@ -148,6 +149,19 @@ async def seed(dsn: str, workspace_id: str, n: int) -> None:
             columns=("workspace_id", "kind", "key", "shard", "n"),
         )
         await conn.execute("SELECT setval(pg_get_serial_sequence('contacts', 'id'), $1)", n)
+        # The workspace's numbers continue after the seeded ones (its sequence starts there).
+        await conn.execute(
+            "INSERT INTO contact_numbers (workspace_id, last) VALUES ($1, $2)"
+            " ON CONFLICT (workspace_id) DO UPDATE SET last = excluded.last",
+            workspace,
+            n,
+        )
+        await conn.execute(
+            "SELECT setval(s, $2) FROM to_regclass('contact_number_' || replace($1::text, '-', ''))"
+            " AS s WHERE s IS NOT NULL",
+            workspace,
+            n,
+        )
         print("  VACUUM ANALYZE, CHECKPOINT ...", flush=True)
         for table in ("contacts", "contact_tags", "contact_counts", "api_keys", "stages"):
             await conn.execute(f"VACUUM (ANALYZE) {table}")

@@ -61,7 +61,7 @@ async def contacts(limit: int = Query(20, ge=1, le=100), offset: int = Query(0, 
         "success": True,
         "contacts": [
             {
-                "id": f"cnt_{r['id']}",
+                "id": f"cnt_{r['number']}",
                 "phone": r["phone"].lstrip("+"),
                 "first_name": r["first_name"],
                 "last_name": r["last_name"],

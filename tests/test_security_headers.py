@@ -121,7 +121,7 @@ def test_every_response_carries_a_request_id_and_security_headers(ws: Workspace)
             c.get("/api/contacts"),  # 401
             c.get("/api/contacts", headers={"X-API-Key": "aisk_wrong"}),  # 401
             c.get("/api/audit-log", headers=key),  # 403
-            c.get("/v1/contacts/cnt_1", headers=key),  # 404
+            c.get("/v1/contacts/cnt_999999", headers=key),  # 404
             c.get("/api/nope"),  # 404, no route
             c.patch("/v1/contacts", headers=key),  # 405
             c.post("/v1/contacts", content=b"{", headers={**key, **json}),  # 400

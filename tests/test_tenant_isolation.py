@@ -16,11 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from aisoule.config import normalize_database_url
 from aisoule.kit.time import utcnow
-from aisoule.models import Campaign, Message, MessageTemplate, WhatsAppAccount
+from aisoule.models import Campaign, Contact, Message, MessageTemplate, WhatsAppAccount
 from tests.conftest import ALL_SCOPES, Workspace, signup
 from tests.servers import Server
 
@@ -121,11 +122,17 @@ def _seed_listings(server: Server, tenants: list[Tenant]) -> None:
                             ),
                         ]
                     sandbox = t.key.get("/api/accounts").json()["data"]["accounts"][0]["id"]
+                    contact_id = await session.scalar(
+                        select(Contact.id).where(
+                            Contact.workspace_id == ws_id,
+                            Contact.number == int(t.cnt_ids[0][4:]),
+                        )
+                    )
                     message = Message(
                         id=uuid.uuid4(),
                         workspace_id=ws_id,
                         account_id=uuid.UUID(sandbox),
-                        contact_id=int(t.cnt_ids[0][4:]),
+                        contact_id=contact_id,
                         direction="outbound",
                         type="text",
                         phone="+919876543210",
@@ -156,6 +163,14 @@ def _seed_listings(server: Server, tenants: list[Tenant]) -> None:
 
 def _populate(t: Tenant) -> None:
     c = t.key
+    # /v1 ids are numbered per workspace: numbers 1 to 4 exist in every workspace, each naming
+    # that workspace's own contact (tests/contacts/test_endpoints_v1.py checks that). Spend a
+    # different range in each workspace first, so that here no two workspaces' ids coincide and
+    # another workspace's id must be a 404.
+    for i in range(4 * t.n):
+        made = c.post("/v1/contacts", json={"phone": f"9199{t.n:02d}{i:06d}"})
+        assert made.status_code == 201, made.text
+        assert c.delete(f"/v1/contacts/{made.json()['contact']['id']}").status_code == 200
     for body in (
         # The same phone, name, tag and stage in every workspace: one workspace's rows must never
         # match another's search, filter or unique constraint.

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -16,6 +15,7 @@ from aisoule.contacts.schemas import (
     ContactResultV1,
     ContactUpsertV1,
     ErrorV1,
+    parse_v1_id,
     v1_contact,
     v1_id,
 )
@@ -26,7 +26,6 @@ from aisoule.kit.responses import ORJSONResponse
 
 router = APIRouter(prefix="/contacts", tags=["Contacts (v1)"])
 
-_ID = re.compile(r"^cnt_([0-9]{1,18})$")
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorV1, "description": "Missing or invalid API key"},
     403: {"model": ErrorV1, "description": "The key lacks the scope"},
@@ -35,11 +34,12 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _parse_id(contact_id: str) -> int:
-    match = _ID.match(contact_id)
-    if match is None:
+def _number(contact_id: str) -> int:
+    """The number of a /v1 id; anything else names no contact (404, like a foreign id)."""
+    number = parse_v1_id(contact_id)
+    if number is None:
         raise NotFound("Contact not found", code="contact_not_found")
-    return int(match.group(1))
+    return number
 
 
 @router.post(
@@ -101,7 +101,7 @@ async def list_contacts(
 async def get_contact(
     contact_id: str, principal: ContactsRead, session: DBSession
 ) -> ORJSONResponse:
-    row = await service.get_by_id(session, principal.workspace_id, _parse_id(contact_id))
+    row = await service.get_by_number(session, principal.workspace_id, _number(contact_id))
     return ORJSONResponse({"success": True, "contact": v1_contact(row)})
 
 
@@ -114,5 +114,5 @@ async def get_contact(
 async def delete_contact(
     contact_id: str, principal: ContactsWrite, session: DBSession
 ) -> ORJSONResponse:
-    row = await service.delete_by_id(session, principal.workspace_id, _parse_id(contact_id))
-    return ORJSONResponse({"success": True, "id": v1_id(row["id"]), "deleted": True})
+    row = await service.delete_by_number(session, principal.workspace_id, _number(contact_id))
+    return ORJSONResponse({"success": True, "id": v1_id(row["number"]), "deleted": True})

@@ -29,15 +29,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import BindParameter
 
 from aisoule.db.raw import driver_connection
-from aisoule.models import Contact, ContactCount, ContactTag, Stage
+from aisoule.models import Contact, ContactCount, ContactNumber, ContactTag, Stage
 
 T = cast(Table, Contact.__table__)
 CT = cast(Table, ContactTag.__table__)
 CC = cast(Table, ContactCount.__table__)
+CN = cast(Table, ContactNumber.__table__)
 ST = cast(Table, Stage.__table__)
 
 COLUMNS = (
     T.c.id,
+    T.c.number,
     T.c.uuid,
     T.c.phone,
     T.c.first_name,
@@ -69,19 +71,19 @@ _TOTAL = (
 _PG_PAGES = {
     "all": (
         "SELECT "
-        "c.id, c.uuid, c.phone, c.first_name, c.last_name, c.email, c.stage, c.tags, c.custom_fields, c.created_at, c.updated_at, (SELECT coalesce(sum(n), 0) FROM contact_counts WHERE workspace_id = $1 "
+        "c.id, c.number, c.uuid, c.phone, c.first_name, c.last_name, c.email, c.stage, c.tags, c.custom_fields, c.created_at, c.updated_at, (SELECT coalesce(sum(n), 0) FROM contact_counts WHERE workspace_id = $1 "
         "AND kind = 'all' AND key = '') AS total FROM contacts c WHERE c.workspace_id = $1 "
         "ORDER BY c.id LIMIT $2 OFFSET $3"
     ),
     "stage": (
         "SELECT "
-        "c.id, c.uuid, c.phone, c.first_name, c.last_name, c.email, c.stage, c.tags, c.custom_fields, c.created_at, c.updated_at, (SELECT coalesce(sum(n), 0) FROM contact_counts WHERE workspace_id = $1 "
+        "c.id, c.number, c.uuid, c.phone, c.first_name, c.last_name, c.email, c.stage, c.tags, c.custom_fields, c.created_at, c.updated_at, (SELECT coalesce(sum(n), 0) FROM contact_counts WHERE workspace_id = $1 "
         "AND kind = 'stage' AND key = $4) AS total FROM contacts c WHERE c.workspace_id = $1 "
         "AND c.stage = $4 ORDER BY c.id LIMIT $2 OFFSET $3"
     ),
     "tag": (
         "SELECT "
-        "c.id, c.uuid, c.phone, c.first_name, c.last_name, c.email, c.stage, c.tags, c.custom_fields, c.created_at, c.updated_at, (SELECT coalesce(sum(n), 0) FROM contact_counts WHERE workspace_id = $1 "
+        "c.id, c.number, c.uuid, c.phone, c.first_name, c.last_name, c.email, c.stage, c.tags, c.custom_fields, c.created_at, c.updated_at, (SELECT coalesce(sum(n), 0) FROM contact_counts WHERE workspace_id = $1 "
         "AND kind = 'tag' AND key = $4) AS total FROM contacts c JOIN contact_tags t "
         "ON t.contact_id = c.id WHERE t.workspace_id = $1 AND t.tag = $4 AND c.workspace_id = $1 "
         "ORDER BY t.contact_id LIMIT $2 OFFSET $3"
@@ -94,26 +96,32 @@ _PG_PAGES = {
 # deadlocks), whether it goes through here or through adjust_counts. (The f-strings below only
 # join constants: S608 does not apply.)
 _PG_COLUMNS = (
-    "id, uuid, phone, first_name, last_name, email, stage, tags, custom_fields, created_at, "
+    "id, number, uuid, phone, first_name, last_name, email, stage, tags, custom_fields, created_at, "
     "updated_at"
 )
 _PG_ONE = {
     "phone": f"SELECT {_PG_COLUMNS} FROM contacts WHERE workspace_id = $1 AND phone = $2",  # noqa: S608
-    "id": f"SELECT {_PG_COLUMNS} FROM contacts WHERE workspace_id = $1 AND id = $2",  # noqa: S608
     "uuid": f"SELECT {_PG_COLUMNS} FROM contacts WHERE workspace_id = $1 AND uuid = $2",  # noqa: S608
+    "number": f"SELECT {_PG_COLUMNS} FROM contacts WHERE workspace_id = $1 AND number = $2",  # noqa: S608
 }
 _PG_COUNTS_UPSERT = (
     "ON CONFLICT (workspace_id, kind, key, shard) DO UPDATE SET n = contact_counts.n + excluded.n"
 )
-# Insert the contact (a NULL $7 stage: the workspace's first stage, else $12), its contact_tags
-# rows and +1 on its counters, in one statement. When the phone exists (ON CONFLICT DO NOTHING),
-# `ins` is empty and so is everything joined to it: nothing is written and no row comes back.
+# Insert the contact (a NULL $7 stage: the workspace's first stage, else $12; its number the
+# workspace's next, from the workspace's own sequence, which never waits on a lock), its
+# contact_tags rows and +1 on its counters, in one statement. When the phone exists, `ins` is
+# empty and so is everything joined to it: nothing is written and no row comes back. A phone seen
+# to exist takes no number (NOT EXISTS is checked first); one committed by a concurrent request
+# after this statement's snapshot is caught by ON CONFLICT, after the number was drawn: only
+# such a race (two creates of one new phone at once) skips a number.
 _PG_INSERT = (
     "WITH ins AS ("  # noqa: S608
     " INSERT INTO contacts (uuid, workspace_id, phone, first_name, last_name, email, stage, tags,"
-    " custom_fields, created_at, updated_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6, coalesce($7::varchar, (SELECT s.name FROM stages s"
-    " WHERE s.workspace_id = $2 ORDER BY s.position LIMIT 1), $12::varchar), $8, $9, $10, $10)"
+    " custom_fields, created_at, updated_at, number)"
+    " SELECT $1, $2, $3, $4, $5, $6, coalesce($7::varchar, (SELECT s.name FROM stages s"
+    " WHERE s.workspace_id = $2 ORDER BY s.position LIMIT 1), $12::varchar), $8, $9, $10, $10,"
+    " contact_number_next($2)"
+    " WHERE NOT EXISTS (SELECT FROM contacts c WHERE c.workspace_id = $2 AND c.phone = $3::varchar)"
     " ON CONFLICT (workspace_id, phone) DO NOTHING"
     f" RETURNING {_PG_COLUMNS}"
     "), tagged AS ("
@@ -315,7 +323,7 @@ class ContactRepository:
     async def _one(
         self, workspace_id: uuid.UUID, by: str, value: Any, *, for_update: bool = False
     ) -> Row | None:
-        """The contact whose ``by`` column (phone, id or uuid) is ``value``, in this workspace."""
+        """The contact whose ``by`` column (phone, number or uuid) is ``value``, in this workspace."""
         if self.dialect == "postgresql":
             # Hot in upserts: the driver directly, in the session's transaction (for the lock).
             sql = _PG_ONE[by] + (" FOR UPDATE" if for_update else "")
@@ -332,22 +340,33 @@ class ContactRepository:
     ) -> Row | None:
         return await self._one(workspace_id, "uuid", contact_uuid, for_update=for_update)
 
-    async def get_by_id(
-        self, workspace_id: uuid.UUID, contact_id: int, *, for_update: bool = False
+    async def get_by_number(
+        self, workspace_id: uuid.UUID, number: int, *, for_update: bool = False
     ) -> Row | None:
-        return await self._one(workspace_id, "id", contact_id, for_update=for_update)
+        return await self._one(workspace_id, "number", number, for_update=for_update)
 
     async def get_by_phone(
         self, workspace_id: uuid.UUID, phone: str, *, for_update: bool = False
     ) -> Row | None:
         return await self._one(workspace_id, "phone", phone, for_update=for_update)
 
+    async def numbers_of(self, workspace_id: uuid.UUID, ids: Iterable[int]) -> dict[int, int]:
+        """The numbers of these contacts (by internal id) that are in this workspace."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        stmt = select(T.c.id, T.c.number).where(
+            T.c.workspace_id == workspace_id, T.c.id.in_(wanted)
+        )
+        return {r.id: r.number for r in (await self.session.execute(stmt)).all()}
+
     # --- writes ---
 
     async def insert_counted(
         self, values: dict[str, Any], *, fallback_stage: str, in_transaction: bool = True
     ) -> Row | None:
-        """Insert a contact with its contact_tags rows and +1 on its counters, atomically.
+        """Insert a contact with its contact_tags rows and +1 on its counters, atomically; the
+        insert gives it the workspace's next number (its /v1 id).
 
         A None ``values["stage"]`` is the workspace's first stage (``fallback_stage`` when it has
         none), read by the insert itself. None when the workspace already has a contact with this
@@ -374,6 +393,11 @@ class ContactRepository:
                 random.randrange(COUNTER_SHARDS),  # noqa: S311 - spreading writers
             )
             return record
+        # The workspace's next number. SQLite serialises writers, so nobody takes the same number
+        # between this insert and the counter's update below.
+        workspace_id = values["workspace_id"]
+        last = select(CN.c.last).where(CN.c.workspace_id == workspace_id).scalar_subquery()
+        values = {**values, "number": func.coalesce(last, 0) + 1}
         if values["stage"] is None:
             first = (
                 select(ST.c.name)
@@ -391,7 +415,12 @@ class ContactRepository:
         )
         row = (await self.session.execute(stmt)).mappings().one_or_none()
         if row is not None:
-            workspace_id = values["workspace_id"]
+            counter = self._insert(CN).values(workspace_id=workspace_id, last=row["number"])
+            await self.session.execute(
+                counter.on_conflict_do_update(
+                    index_elements=["workspace_id"], set_={"last": counter.excluded.last}
+                )
+            )
             await self.set_tags(workspace_id, row["id"], (), row["tags"])
             await self.adjust_counts(workspace_id, counts_of(row, +1))
         return row

@@ -210,13 +210,23 @@ def api_contact(row: Mapping[Any, Any]) -> dict[str, Any]:
     }
 
 
-def v1_id(contact_id: int) -> str:
-    return f"cnt_{contact_id}"
+_V1_ID = re.compile(r"cnt_([0-9]{1,18})")
+
+
+def v1_id(number: int) -> str:
+    """A contact's /v1 id: its number within its workspace (not the internal, platform-wide id)."""
+    return f"cnt_{number}"
+
+
+def parse_v1_id(value: str) -> int | None:
+    """The number in a /v1 id (``cnt_<digits>``), or None when ``value`` is not one."""
+    match = _V1_ID.fullmatch(value)
+    return None if match is None else int(match.group(1))
 
 
 def v1_contact(row: Mapping[Any, Any]) -> dict[str, Any]:
     return {
-        "id": v1_id(row["id"]),
+        "id": v1_id(row["number"]),
         "phone": digits_only(row["phone"]),
         "first_name": row["first_name"],
         "last_name": row["last_name"],
@@ -294,7 +304,7 @@ class ContactDeletedApi(BaseModel):
 class ContactV1(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [V1_CONTACT_EXAMPLE]})
 
-    id: str = Field(description="cnt_<digits>")
+    id: str = Field(description="cnt_<digits>: the contact's number within this workspace")
     phone: str = Field(description="Digits with country code, no +")
     first_name: str | None
     last_name: str | None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -14,7 +14,9 @@ from aisoule.contacts.schemas import (
     ContactCreateApi,
     ContactUpdateApi,
     ContactUpsertV1,
+    parse_v1_id,
     split_name,
+    v1_id,
 )
 from aisoule.exceptions import Conflict, NotFound, ValidationFailed
 from aisoule.kit.ids import parse_uuid
@@ -58,8 +60,9 @@ async def get_by_uuid(session: AsyncSession, workspace_id: uuid.UUID, contact_id
     return row
 
 
-async def get_by_id(session: AsyncSession, workspace_id: uuid.UUID, contact_id: int) -> Row:
-    row = await ContactRepository(session).get_by_id(workspace_id, contact_id)
+async def get_by_number(session: AsyncSession, workspace_id: uuid.UUID, number: int) -> Row:
+    """The contact whose /v1 id is ``cnt_<number>`` in this workspace."""
+    row = await ContactRepository(session).get_by_number(workspace_id, number)
     if row is None:
         raise NotFound(CONTACT_NOT_FOUND, code="contact_not_found")
     return row
@@ -258,8 +261,8 @@ async def delete_by_uuid(session: AsyncSession, workspace_id: uuid.UUID, contact
     return await _delete(session, workspace_id, existing)
 
 
-async def delete_by_id(session: AsyncSession, workspace_id: uuid.UUID, contact_id: int) -> Row:
-    existing = await ContactRepository(session).get_by_id(workspace_id, contact_id, for_update=True)
+async def delete_by_number(session: AsyncSession, workspace_id: uuid.UUID, number: int) -> Row:
+    existing = await ContactRepository(session).get_by_number(workspace_id, number, for_update=True)
     return await _delete(session, workspace_id, existing)
 
 
@@ -292,9 +295,19 @@ async def find_for_message(
     session: AsyncSession, workspace_id: uuid.UUID, reference: str
 ) -> Row | None:
     """A contact named by an /api uuid or a /v1 ``cnt_`` id (None when neither matches)."""
-    if reference.startswith("cnt_") and reference[4:].isdigit() and len(reference) <= 22:
-        return await ContactRepository(session).get_by_id(workspace_id, int(reference[4:]))
+    number = parse_v1_id(reference)
+    if number is not None:
+        return await ContactRepository(session).get_by_number(workspace_id, number)
     parsed = parse_uuid(reference)
     if parsed is None:
         return None
     return await ContactRepository(session).get_by_uuid(workspace_id, parsed)
+
+
+async def v1_ids(
+    session: AsyncSession, workspace_id: uuid.UUID, contact_ids: Iterable[int]
+) -> dict[int, str]:
+    """The /v1 ids (``cnt_<number>``) of these contacts, by internal id, for other domains'
+    representations (a message names its contact so)."""
+    numbers = await ContactRepository(session).numbers_of(workspace_id, contact_ids)
+    return {contact_id: v1_id(number) for contact_id, number in numbers.items()}

@@ -77,9 +77,10 @@ async def list_messages(
         status=status,
         direction=direction,
     )
+    ids = await service.contact_ids(session, principal.workspace_id, rows)
     return success(
         {
-            "messages": [service.to_out(r) for r in rows],
+            "messages": [service.to_out(r, ids) for r in rows],
             "total": total,
             "page": page.page,
             "per_page": page.per_page,
@@ -97,4 +98,6 @@ async def get_message(
     message_id: str, principal: MessagesSend, session: DBSession
 ) -> ORJSONResponse:
     message = await service.get(session, principal.workspace_id, message_id)
-    return success({"message": service.to_out(message, await service.history(session, message))})
+    ids = await service.contact_ids(session, principal.workspace_id, [message])
+    out = service.to_out(message, ids, await service.history(session, message))
+    return success({"message": out})

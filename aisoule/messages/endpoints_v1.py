@@ -80,10 +80,11 @@ async def list_messages(
         status=status,
         direction=direction,
     )
+    ids = await service.contact_ids(session, principal.workspace_id, rows)
     return ORJSONResponse(
         {
             "success": True,
-            "data": [service.to_out(r) for r in rows],
+            "data": [service.to_out(r, ids) for r in rows],
             "pagination": {"total": total, "limit": limit, "offset": offset},
         }
     )
@@ -99,5 +100,6 @@ async def get_message(
     message_id: str, principal: MessagesSend, session: DBSession
 ) -> ORJSONResponse:
     message = await service.get(session, principal.workspace_id, message_id)
-    out = service.to_out(message, await service.history(session, message))
+    ids = await service.contact_ids(session, principal.workspace_id, [message])
+    out = service.to_out(message, ids, await service.history(session, message))
     return ORJSONResponse({"success": True, "data": out})

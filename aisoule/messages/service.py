@@ -4,7 +4,7 @@ message forward from Meta's answers and status webhooks (never backwards)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -590,11 +590,27 @@ async def list_page(
     )
 
 
-def to_out(message: Message, statuses: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+async def contact_ids(
+    session: AsyncSession, workspace_id: uuid.UUID, messages: Sequence[Message]
+) -> dict[int, str]:
+    """The /v1 ids of these messages' contacts (their numbers within the workspace), for to_out."""
+    return await contacts.v1_ids(
+        session, workspace_id, (m.contact_id for m in messages if m.contact_id is not None)
+    )
+
+
+def to_out(
+    message: Message,
+    contact_ids: Mapping[int, str],
+    statuses: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A message as both surfaces show it; ``contact_ids`` from contact_ids()."""
     out: dict[str, Any] = {
         "id": str(message.id),
         "account_id": str(message.account_id),
-        "contact_id": f"cnt_{message.contact_id}" if message.contact_id is not None else None,
+        "contact_id": (
+            contact_ids.get(message.contact_id) if message.contact_id is not None else None
+        ),
         "direction": message.direction,
         "type": message.type,
         # The customer's number on their side of the message (our side is the account's).

@@ -5,7 +5,7 @@ from aisoule.models.api_key_usage import APIKeyUsage
 from aisoule.models.audit_event import AuditEvent
 from aisoule.models.auth_session import AuthSession
 from aisoule.models.campaign import Campaign
-from aisoule.models.contact import Contact, ContactCount, ContactTag
+from aisoule.models.contact import Contact, ContactCount, ContactNumber, ContactTag
 from aisoule.models.idempotency_key import IdempotencyKey
 from aisoule.models.message import (
     ContactWhatsApp,
@@ -28,6 +28,7 @@ __all__ = [
     "Campaign",
     "Contact",
     "ContactCount",
+    "ContactNumber",
     "ContactTag",
     "ContactWhatsApp",
     "Conversation",

@@ -19,17 +19,21 @@ from aisoule.db.base import BigIntPK, JSONType, Model, UTCDateTime
 
 
 class Contact(Model):
-    """One customer. ``id`` orders lists and is the ``cnt_<id>`` of /v1; ``uuid`` is the id of /api."""
+    """One customer. ``id`` (internal, platform-wide) orders lists; ``number`` is the ``cnt_<number>``
+    of /v1, counted per workspace (docs/decisions.md); ``uuid`` is the id of /api."""
 
     __tablename__ = "contacts"
     __table_args__ = (
         UniqueConstraint("workspace_id", "phone"),
+        UniqueConstraint("workspace_id", "number"),
         Index("ix_contacts_workspace_id_id", "workspace_id", "id"),
-        # Without AUTOINCREMENT SQLite reuses the highest rowid after a delete: cnt_ ids must never repeat.
+        # Without AUTOINCREMENT SQLite reuses the highest rowid after a delete: ids must never repeat.
         {"sqlite_autoincrement": True},
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    # Given by the insert itself (ContactRepository.insert_counted); never changes, never reused.
+    number: Mapped[int] = mapped_column(BigInteger)
     uuid: Mapped[UUID] = mapped_column(Uuid, unique=True)
     workspace_id: Mapped[UUID] = mapped_column(
         Uuid, ForeignKey("workspaces.id", ondelete="CASCADE")
@@ -74,3 +78,20 @@ class ContactCount(Model):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     shard: Mapped[int] = mapped_column(SmallInteger, primary_key=True)
     n: Mapped[int] = mapped_column(BigInteger)
+
+
+class ContactNumber(Model):
+    """Where a workspace's contact numbers continue: ``last`` is the highest one it was given.
+
+    On SQLite this is the live counter (its writers are serialised anyway). On PostgreSQL each
+    workspace draws from its own sequence instead (``contact_number_next()``, migration 0005), so
+    that concurrent creates never wait on one row; there the row only says where that sequence
+    starts (workspaces older than per-workspace numbers continue above every number issued then).
+    """
+
+    __tablename__ = "contact_numbers"
+
+    workspace_id: Mapped[UUID] = mapped_column(
+        Uuid, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    last: Mapped[int] = mapped_column(BigInteger)

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import re
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import sqlalchemy as sa
+from alembic import command
+from sqlalchemy.ext.asyncio import create_async_engine
 
+from aisoule.config import normalize_database_url
+from aisoule.db.base import UTCDateTime
+from aisoule.migrations.runner import alembic_config
 from tests.conftest import Workspace
+from tests.messages.test_end_to_end import customer_writes, sandbox, wait_for
+from tests.servers import Server, make_server, pg_url, sibling_postgres
 
 
 def upsert(v1: httpx.Client, expect: int | None = None, **body: Any) -> dict[str, Any]:
@@ -219,3 +233,196 @@ def test_service_errors_carry_details_like_schema_errors(v1: httpx.Client) -> No
     err = r.json()["error"]
     assert err["field"] == "stage" and err["details"][0]["field"] == "stage"
     assert not err["details"][0]["message"].startswith("stage:")
+
+
+# --- /v1 ids are numbered per workspace -------------------------------------------------------
+
+
+def _number(contact_id: str) -> int:
+    match = re.fullmatch(r"cnt_([0-9]+)", contact_id)
+    assert match, contact_id
+    return int(match.group(1))
+
+
+def test_ids_count_per_workspace_and_reveal_nothing_of_another(make_workspace: Any) -> None:
+    a, b = make_workspace(), make_workspace()
+    with a.client(bearer=True) as va, b.client(bearer=True) as vb, a.client() as api_a:
+        ids_a: list[str] = []
+        ids_b: list[str] = []
+        for i in range(4):  # interleaved: every create of A is followed by one of B
+            ids_a.append(upsert(va, 201, phone=f"91885687{i:04d}")["contact"]["id"])
+            ids_b.append(upsert(vb, 201, phone=f"91885687{i:04d}")["contact"]["id"])
+            # An upsert that turns out to be an update takes no number ...
+            assert upsert(va, 200, phone=f"91885687{i:04d}", first_name="Again")["created"] is False
+            # ... nor does a create refused because the phone exists.
+            r = api_a.post("/api/contacts", json={"phone_number": f"+91885687{i:04d}"})
+            assert r.status_code == 409, r.text
+        # A contact made on /api takes A's next number too.
+        r = api_a.post("/api/contacts", json={"phone_number": "+919000000001"})
+        assert r.status_code == 201, r.text
+        ids_a.append(va.get("/v1/contacts", params={"limit": 100}).json()["contacts"][-1]["id"])
+    assert ids_a == ["cnt_1", "cnt_2", "cnt_3", "cnt_4", "cnt_5"]
+    assert ids_b == ["cnt_1", "cnt_2", "cnt_3", "cnt_4"]
+
+
+def test_an_id_of_another_workspace_names_nothing_there(make_workspace: Any) -> None:
+    a, b = make_workspace(), make_workspace()
+    with a.client(bearer=True) as va, b.client(bearer=True) as vb:
+        mine = [upsert(va, 201, phone=f"1415555{i:04d}")["contact"] for i in range(3)]
+        theirs = upsert(vb, 201, phone="919876543210", first_name="B's own")["contact"]
+        assert theirs["id"] == mine[0]["id"] == "cnt_1"  # the same id, each its own contact
+        assert vb.get("/v1/contacts/cnt_1").json()["contact"] == theirs
+        for c in mine[1:]:
+            assert vb.get(f"/v1/contacts/{c['id']}").status_code == 404
+            assert vb.delete(f"/v1/contacts/{c['id']}").status_code == 404
+            r = vb.get("/v1/messages", params={"contact": c["id"]})
+            assert r.status_code == 200 and r.json()["pagination"]["total"] == 0
+        with b.client() as api_b:
+            r = api_b.post("/api/messages/send", json={"to": mine[2]["id"], "text": {"body": "hi"}})
+            assert r.status_code == 422 and "no such contact" in r.json()["message"], r.text
+        for c in mine:  # untouched
+            assert va.get(f"/v1/contacts/{c['id']}").json()["contact"] == c
+
+
+def test_concurrent_creates_in_one_workspace_get_distinct_ids(ws: Workspace) -> None:
+    def create(i: int) -> httpx.Response:
+        with ws.client(bearer=True) as c:
+            return c.post("/v1/contacts", json={"phone": f"1415558{i:04d}"})
+
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        responses = list(pool.map(create, range(20)))
+    assert [r.status_code for r in responses] == [201] * 20, [r.text for r in responses]
+    ids = [r.json()["contact"]["id"] for r in responses]
+    assert sorted(map(_number, ids)) == list(range(1, 21))  # distinct, and none skipped
+    with ws.client(bearer=True) as c:
+        for r in responses:
+            contact = r.json()["contact"]
+            assert c.get(f"/v1/contacts/{contact['id']}").json()["contact"] == contact
+
+
+def test_messages_name_their_contact_by_its_v1_id(make_workspace: Any, server: Server) -> None:
+    a, b = make_workspace(), make_workspace()
+    with a.client(bearer=True) as va:
+        for i in range(3):
+            upsert(va, 201, phone=f"1415555{i:04d}")
+    for w, expected in ((a, "cnt_4"), (b, "cnt_1")):
+        with w.client() as api, w.client(bearer=True) as v1:
+            customer_writes(server, sandbox(api)["phone_number_id"], "Hello?")
+
+            def listed(api: httpx.Client = api) -> list[dict[str, Any]]:
+                return list(api.get("/api/messages").json()["data"]["messages"])
+
+            inbound = wait_for(listed, "the inbound message")
+            contact = v1.get(f"/v1/contacts/{expected}").json()["contact"]
+            assert contact["phone"] == "919812345678"
+            assert inbound[0]["contact_id"] == expected
+            one = v1.get(f"/v1/messages/{inbound[0]['id']}").json()["data"]
+            assert one["contact_id"] == expected
+            filtered = v1.get("/v1/messages", params={"contact": expected}).json()
+            assert [m["id"] for m in filtered["data"]] == [inbound[0]["id"]]
+
+
+# --- the upgrade keeps every existing id ------------------------------------------------------
+
+
+def _sql(url: str, work: Callable[[sa.Connection], Any]) -> Any:
+    async def run() -> Any:
+        engine = create_async_engine(normalize_database_url(url))
+        try:
+            async with engine.begin() as conn:
+                return await conn.run_sync(work)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(run())
+
+
+def _workspace_with_key(srv: Server, name: str) -> tuple[str, str]:
+    email = f"{name.lower()}-{uuid.uuid4().hex[:8]}@example.com"
+    out = srv.cli(
+        "user", "create", "--email", email, "--password", "a long password", "--name", name,
+        "--workspace", name,
+    ).stdout  # fmt: skip
+    workspace_id = out.strip().rsplit(" ", 1)[-1]
+    scopes = ["--scope", "contacts:read", "--scope", "contacts:write"]
+    key = srv.cli("apikey", "create", "--email", email, "--name", "k", *scopes).stdout.strip()
+    return workspace_id, key
+
+
+def test_contacts_from_before_the_upgrade_keep_their_ids(server: Server, tmp_path: Path) -> None:
+    url = sibling_postgres(pg_url(), "numbers") if server.backend == "postgresql" else None
+    srv = make_server(server.backend, tmp_path, database_url=url)
+    command.upgrade(alembic_config(srv.database_url), "0004")  # before per-workspace numbers
+    (ws_a, key_a), (ws_b, key_b) = (_workspace_with_key(srv, n) for n in ("Alpha", "Beta"))
+    _, key_c = _workspace_with_key(srv, "Gamma")  # no contacts yet
+
+    def old_rows(conn: sa.Connection) -> dict[str, list[int]]:
+        # The table as it was at 0003 (read from the database), with the app's own column types.
+        contacts = sa.Table(
+            "contacts",
+            sa.MetaData(),
+            *(sa.Column(c, sa.Uuid()) for c in ("uuid", "workspace_id")),
+            *(sa.Column(c, UTCDateTime()) for c in ("created_at", "updated_at")),
+            autoload_with=conn,
+        )
+        now = datetime.now(UTC)
+        made: dict[str, list[int]] = {ws_a: [], ws_b: []}
+        # One platform-wide sequence: A and B interleave; B's last one is deleted again.
+        for i, ws in enumerate([ws_a, ws_b, ws_a, ws_b, ws_b]):
+            row = conn.execute(
+                contacts.insert().returning(contacts.c.id),
+                {
+                    "uuid": uuid.uuid4(), "workspace_id": uuid.UUID(ws), "phone": f"+1415555{i:04d}",
+                    "first_name": f"Old {i}", "stage": "Lead", "tags": [], "custom_fields": {},
+                    "created_at": now, "updated_at": now,
+                },
+            ).scalar_one()  # fmt: skip
+            made[ws].append(row)
+        conn.execute(contacts.delete().where(contacts.c.id == made[ws_b].pop()))
+        return made
+
+    made = _sql(srv.database_url, old_rows)
+    assert made == {ws_a: [1, 3], ws_b: [2, 4]}
+    srv.cli("migrate")
+    srv.start()
+    try:
+        clients = {
+            k: httpx.Client(base_url=srv.url, headers={"Authorization": f"Bearer {k}"}, timeout=30)
+            for k in (key_a, key_b, key_c)
+        }
+        va, vb, vc = clients[key_a], clients[key_b], clients[key_c]
+        for v, own, other in ((va, [1, 3], [2, 4, 5]), (vb, [2, 4], [1, 3, 5])):
+            listed = v.get("/v1/contacts").json()["contacts"]
+            assert [c["id"] for c in listed] == [f"cnt_{n}" for n in own]
+            for n, c in zip(own, listed, strict=True):
+                assert v.get(f"/v1/contacts/cnt_{n}").json()["contact"] == c
+                assert c["first_name"] == f"Old {n - 1}"
+            for n in other:
+                assert v.get(f"/v1/contacts/cnt_{n}").status_code == 404
+        # New contacts continue above every id issued before (5, deleted, included), each
+        # workspace on its own; a workspace without contacts continues there too.
+        assert upsert(va, 201, phone="919000000001")["contact"]["id"] == "cnt_6"
+        assert upsert(vb, 201, phone="919000000001")["contact"]["id"] == "cnt_6"
+        assert upsert(va, 201, phone="919000000002")["contact"]["id"] == "cnt_7"
+        assert upsert(vc, 201, phone="919000000001")["contact"]["id"] == "cnt_6"
+        # An old contact is still updated in place, by phone, at its old id.
+        again = upsert(va, 200, phone="14155550002", first_name="Renamed")["contact"]
+        assert again["id"] == "cnt_3" and again["first_name"] == "Renamed"
+        _, key_d = _workspace_with_key(srv, "Delta")  # created after the upgrade: starts at 1
+        with httpx.Client(
+            base_url=srv.url, headers={"Authorization": f"Bearer {key_d}"}, timeout=30
+        ) as vd:
+            assert upsert(vd, 201, phone="919000000001")["contact"]["id"] == "cnt_1"
+        for v in clients.values():
+            v.close()
+    finally:
+        srv.stop()
+    if srv.backend == "sqlite":  # the rebuilt table kept AUTOINCREMENT: internal ids never repeat
+
+        def table_sql(conn: sa.Connection) -> tuple[str, int]:
+            sql = conn.execute(sa.text("SELECT sql FROM sqlite_master WHERE name = 'contacts'"))
+            seq = conn.execute(sa.text("SELECT seq FROM sqlite_sequence WHERE name = 'contacts'"))
+            return sql.scalar_one(), seq.scalar_one()
+
+        sql, seq = _sql(srv.database_url, table_sql)
+        assert "AUTOINCREMENT" in sql and seq == 5 + 5  # 5 before, 5 created since

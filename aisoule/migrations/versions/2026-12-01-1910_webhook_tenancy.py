@@ -1,7 +1,7 @@
 """webhook tenancy: a number belongs to one workspace; each stored webhook event names the account
 that proved it; the raw event is kept when it held a NUL.
 
-Revision ID: 202612011910
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-01 19:10:00
 
@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "202612011910"
+revision: str = "0004"
 down_revision: str | None = "0003"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
