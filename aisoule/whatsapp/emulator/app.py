@@ -580,7 +580,9 @@ async def _node(emu: Emulator, node_id: str, request: Request) -> Response:
         if method == "DELETE":
             del emu.world.media[node_id]
             return json_response({"success": True})
-        url = f"{str(request.base_url).rstrip('/')}/_emulator/media/{node_id}"
+        # root_path: where the emulator is mounted (/emulator inside ``aisoule serve``).
+        root = request.scope.get("root_path", "").rstrip("/")
+        url = f"{request.url.scheme}://{request.url.netloc}{root}/_emulator/media/{node_id}"
         return json_response(media.public(url))
     if method != "GET":
         check_node(node_id, set(), method.lower())
