@@ -355,6 +355,32 @@ async def test_status_webhooks_are_signed_and_ordered(
     assert all(s["recipient_id"] == CUSTOMER and s["timestamp"].isdigit() for s in statuses)
 
 
+async def test_statuses_stay_in_order_however_close(
+    emulator: Emulator, client: CloudAPIClient, receiver: Receiver
+) -> None:
+    """No latency between statuses at all (what a starved CPU turns 20 ms into): each
+    message's ``sent``, ``delivered``, ``read`` still arrive in that order, because one
+    conversation's webhooks are posted one after another, not raced by timers."""
+    emulator.configure(webhook_latency_ms=0)
+    customers = [f"1555123{n:04d}" for n in range(12)]
+    for c in customers:
+        emulator.inbound(**{"from": c, "text": "hi"})
+    sent = [await client.send_message(PHONE_ID, text(to=c)) for c in customers]
+    receiver.wait(lambda hs: len(receiver.statuses()) >= 3 * len(sent), timeout=15)
+    for s in sent:
+        order = [x["status"] for x in receiver.statuses() if x["id"] == s.message_id]
+        assert order == ["sent", "delivered", "read"], (s.message_id, order)
+    # Each conversation's inbound message came before its statuses, too.
+    for c in customers:
+        kinds = [
+            "messages" if "messages" in v else "statuses"
+            for h in receiver.hooks
+            for v in [h.json["entry"][0]["changes"][0]["value"]]
+            if v["contacts"][0]["wa_id"] == c
+        ]
+        assert kinds == ["messages", "statuses", "statuses", "statuses"], (c, kinds)
+
+
 async def test_duplicates_and_out_of_order(
     emulator: Emulator, client: CloudAPIClient, receiver: Receiver
 ) -> None:
