@@ -140,14 +140,15 @@ def test_create_positional_pending_then_approved_after_sync(
     r = api.post("/api/templates/sync", json={})
     assert r.status_code == 200, r.text
     counts = r.json()["data"]
-    assert counts["created"] == 0 and counts["deleted"] == 0
+    assert counts["created"] == 1 and counts["deleted"] == 0  # Meta's hello_world
     got = api.get(f"/api/templates/{tpl['id']}").json()["data"]["template"]
     assert got["status"] == "APPROVED"
     assert got["meta_id"] == tpl["meta_id"]
 
-    listed = _list(api)
+    listed = _list(api, name="order_update")
     assert listed["total"] == 1 and listed["page"] == 1
     assert listed["templates"][0]["id"] == tpl["id"]
+    assert _list(api)["total"] == 2
 
 
 def test_create_named(server: Server, api: httpx.Client) -> None:
