@@ -616,8 +616,8 @@ async def test_send_from_a_second_number(
     assert media_id.isdigit()
     receiver.wait(lambda hs: len(receiver.statuses()) >= 3 and hook_values(receiver, "messages"))
     statuses = hook_values(receiver, "statuses")
-    # (arrival order is not asserted: deliveries 20 ms apart may overtake each other under load)
-    assert sorted(v["statuses"][0]["status"] for _, v in statuses) == ["delivered", "read", "sent"]
+    # One conversation's webhooks are posted one after another: in order, whatever the load.
+    assert [v["statuses"][0]["status"] for _, v in statuses] == ["sent", "delivered", "read"]
     for waba, value in statuses:
         assert waba == WABA_2
         assert value["metadata"] == {
@@ -1040,7 +1040,7 @@ def test_metas_error_shape_on_every_path(emulator: Emulator) -> None:
     with graph(emulator) as g:
         err = assert_meta_error(g.get(f"/v23.0/{PHONE_ID}/nonsense"), 2500)
         assert err["message"] == "Unknown path components: /nonsense"
-        assert_meta_error(g.get(f"/v23.0/{PHONE_ID}/a/b"), 2500)
+        assert assert_meta_error(g.get(f"/v23.0/{PHONE_ID}/a/b"), 2500)["message"].endswith("/a/b")
         assert_meta_error(g.put(f"/v23.0/{PHONE_ID}/messages", json={}), 100)  # FastAPI's 405
         assert_meta_error(g.patch("/v23.0/123"), 100)
         assert_meta_error(g.get(f"/v23.0/{PHONE_ID}/messages"), 100)  # a POST-only edge

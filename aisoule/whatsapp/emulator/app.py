@@ -553,7 +553,7 @@ def _graph_routes(app: FastAPI) -> None:
         if parts and _VERSION.match(parts[0]):
             parts = parts[1:]
         if not parts or not all(parts) or len(parts) > 2:
-            raise GraphError(2500, f"Unknown path components: /{'/'.join(parts[2:] or parts)}")
+            raise GraphError(2500, f"Unknown path components: /{'/'.join(parts[1:] or parts)}")
         emu.authenticate(request)
         method = request.method
         if len(parts) == 1:
