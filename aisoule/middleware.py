@@ -17,6 +17,9 @@ log = structlog.get_logger(__name__)
 
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 WEBHOOK_PREFIX = "/webhooks/"
+# The embedded emulator is Meta's API, not ours: it takes multipart media uploads and answers
+# every error in Meta's shape itself.
+EMULATOR_PREFIX = "/emulator/"
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 # HTML pages may set a CSP of their own (the API docs pages do: aisoule/apidocs.py).
 HTML_CSP = (
@@ -78,7 +81,7 @@ class BodyGuardMiddleware:
         # Meta's webhooks are checked by signature first; their route reads the raw bytes itself.
         if (
             body.strip()
-            and not path.startswith(WEBHOOK_PREFIX)
+            and not path.startswith((WEBHOOK_PREFIX, EMULATOR_PREFIX))
             and not _is_json(headers.get("content-type", ""))
         ):
             await error_response(

@@ -18,6 +18,7 @@ from tests.servers import Server
 
 TOKEN = "emulator-token"
 GRAPH = "/emulator/v23.0"
+HELLO = "hello_world"  # Meta gives every WABA this APPROVED sample, so a sync brings it too
 
 POSITIONAL: dict[str, Any] = {
     "name": "order_update",
@@ -80,6 +81,7 @@ def _account(api: httpx.Client) -> dict[str, Any]:
 
 
 def _at_emulator(server: Server, waba_id: str) -> list[dict[str, Any]]:
+    """The WABA's templates at the emulator, but Meta's ``hello_world`` sample every WABA has."""
     r = httpx.get(
         f"{server.url}{GRAPH}/{waba_id}/message_templates",
         params={"access_token": TOKEN, "limit": 1000},
@@ -88,7 +90,7 @@ def _at_emulator(server: Server, waba_id: str) -> list[dict[str, Any]]:
     if r.status_code == 400 and r.json()["error"].get("error_subcode") == 33:
         return []  # the app registers a sandbox number on its first call: none was made
     assert r.status_code == 200, r.text
-    return list(r.json()["data"])
+    return [t for t in r.json()["data"] if t["name"] != HELLO]
 
 
 def _wait_emulator_status(server: Server, waba_id: str, name: str, status: str) -> None:
@@ -138,14 +140,15 @@ def test_create_positional_pending_then_approved_after_sync(
     r = api.post("/api/templates/sync", json={})
     assert r.status_code == 200, r.text
     counts = r.json()["data"]
-    assert counts["created"] == 0 and counts["deleted"] == 0
+    assert counts["created"] == 1 and counts["deleted"] == 0  # Meta's hello_world
     got = api.get(f"/api/templates/{tpl['id']}").json()["data"]["template"]
     assert got["status"] == "APPROVED"
     assert got["meta_id"] == tpl["meta_id"]
 
-    listed = _list(api)
+    listed = _list(api, name="order_update")
     assert listed["total"] == 1 and listed["page"] == 1
     assert listed["templates"][0]["id"] == tpl["id"]
+    assert _list(api)["total"] == 2
 
 
 def test_create_named(server: Server, api: httpx.Client) -> None:
@@ -349,11 +352,18 @@ def test_sync_pulls_creates_updates_and_removes(server: Server, api: httpx.Clien
 
     r = api.post("/api/templates/sync", json={"account_id": _account(api)["id"]})
     assert r.status_code == 200, r.text
-    assert r.json()["data"] == {"created": 1, "updated": 0, "deleted": 1, "skipped": []}
-    listed = _list(api)["templates"]
+    assert r.json()["data"] == {"created": 2, "updated": 0, "deleted": 1, "skipped": []}
+    # (and hello_world)
+    listed = [t for t in _list(api)["templates"] if t["name"] != HELLO]
     assert [(t["name"], t["language"], t["meta_id"]) for t in listed] == [
         ("made_in_manager", "pt_BR", meta_id)
     ]
+    [hello] = _list(api, name=HELLO)["templates"]
+    assert (hello["language"], hello["status"], hello["category"]) == (
+        "en_US",
+        "APPROVED",
+        "UTILITY",
+    )
     assert listed[0]["components"] == direct["components"]
     assert api.get(f"/api/templates/{gone['id']}").status_code == 404
 
@@ -365,13 +375,13 @@ def test_sync_pulls_creates_updates_and_removes(server: Server, api: httpx.Clien
     assert data["created"] == 0 and data["deleted"] == 0 and data["updated"] in (0, 1), data
     r = api.post("/api/templates/sync", json={})
     assert r.json()["data"] == {"created": 0, "updated": 0, "deleted": 0, "skipped": []}
-    assert _list(api, status="APPROVED")["total"] == 1
+    assert _list(api, status="APPROVED")["total"] == 2  # made_in_manager and hello_world
 
 
 def test_sync_reads_every_page(server: Server, api: httpx.Client) -> None:
     waba = _account(api)["waba_id"]
-    r = api.post("/api/templates/sync", json={})  # nothing yet (and the number now registered)
-    assert r.json()["data"] == {"created": 0, "updated": 0, "deleted": 0, "skipped": []}
+    r = api.post("/api/templates/sync", json={})  # only hello_world (and the number registered)
+    assert r.json()["data"] == {"created": 1, "updated": 0, "deleted": 0, "skipped": []}
     for i in range(130):  # Meta's pages hold at most 100 here
         r = httpx.post(
             f"{server.url}{GRAPH}/{waba}/message_templates",
@@ -387,7 +397,7 @@ def test_sync_reads_every_page(server: Server, api: httpx.Client) -> None:
     r = api.post("/api/templates/sync", json={})
     assert r.status_code == 200, r.text
     assert r.json()["data"]["created"] == 130
-    assert _list(api, per_page=100)["total"] == 130
+    assert _list(api, per_page=100)["total"] == 131
 
 
 def test_list_filters(api: httpx.Client) -> None:
@@ -414,7 +424,9 @@ def test_tenant_isolation(make_workspace: Any) -> None:
         assert _list(other)["total"] == 0
         r = other.post("/api/templates", json={**NAMED, "account_id": tpl["account_id"]})
         assert r.status_code == 422, r.text
-        assert other.post("/api/templates/sync", json={}).json()["data"]["created"] == 0
+        # Their sync brings their own WABA's hello_world, nothing of mine.
+        assert other.post("/api/templates/sync", json={}).json()["data"]["created"] == 1
+        assert [t["name"] for t in _list(other)["templates"]] == [HELLO]
         assert api.get(f"/api/templates/{tpl['id']}").status_code == 200
 
 

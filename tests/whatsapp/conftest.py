@@ -168,9 +168,9 @@ def emulator_server(
 def emulator(emulator_server: Emulator, receiver: Receiver) -> Emulator:
     """The session's emulator, reset: empty world, startup settings, no webhooks received."""
     with emulator_server.control() as c:
+        # The reset answers once no webhook of the previous test can still arrive.
         c.post("/_emulator/reset").raise_for_status()
         c.post("/_emulator/config", json=emulator_server.baseline).raise_for_status()
-    time.sleep(0.05)  # let stragglers from the previous test land before clearing
     receiver.hooks.clear()
     receiver.status = 200
     return emulator_server

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from typing import Any
 
 import httpx
@@ -16,7 +17,7 @@ from aisoule.whatsapp.provider import (
     ProviderUnavailable,
     SendOutcomeUnknown,
 )
-from tests.servers import free_port
+from tests.servers import Server, free_port
 from tests.whatsapp.conftest import APP_SECRET, PHONE_ID, TOKEN, WABA_ID, Emulator, Receiver
 
 pytestmark = pytest.mark.anyio
@@ -67,6 +68,11 @@ async def approved_template(
         await asyncio.sleep(0.05)
     assert rows[0]["status"] == "APPROVED"
     return rows[0]
+
+
+async def own_templates(client: CloudAPIClient, waba_id: str) -> list[dict[str, Any]]:
+    """A WABA's templates but Meta's ``hello_world`` sample, which every WABA has."""
+    return [t for t in await client.list_templates(waba_id) if t["name"] != "hello_world"]
 
 
 async def expect_error(coro: Any, code: int, cls: ErrorClass, status: int = 400) -> MetaAPIError:
@@ -147,8 +153,9 @@ async def test_other_message_types(emulator: Emulator, client: CloudAPIClient) -
             },
         },
     }
+    # Meta's answer to a value beyond its documented limits is 131009, not 100.
     err = await expect_error(
-        client.send_message(PHONE_ID, {"to": CUSTOMER, **bad}), 100, ErrorClass.permanent
+        client.send_message(PHONE_ID, {"to": CUSTOMER, **bad}), 131009, ErrorClass.permanent
     )
     assert "buttons" in (err.details or "")
     await expect_error(client.mark_read(PHONE_ID, "wamid.nope"), 100, ErrorClass.permanent)
@@ -348,6 +355,32 @@ async def test_status_webhooks_are_signed_and_ordered(
     assert all(s["recipient_id"] == CUSTOMER and s["timestamp"].isdigit() for s in statuses)
 
 
+async def test_statuses_stay_in_order_however_close(
+    emulator: Emulator, client: CloudAPIClient, receiver: Receiver
+) -> None:
+    """No latency between statuses at all (what a starved CPU turns 20 ms into): each
+    message's ``sent``, ``delivered``, ``read`` still arrive in that order, because one
+    conversation's webhooks are posted one after another, not raced by timers."""
+    emulator.configure(webhook_latency_ms=0)
+    customers = [f"1555123{n:04d}" for n in range(12)]
+    for c in customers:
+        emulator.inbound(**{"from": c, "text": "hi"})
+    sent = [await client.send_message(PHONE_ID, text(to=c)) for c in customers]
+    receiver.wait(lambda hs: len(receiver.statuses()) >= 3 * len(sent), timeout=15)
+    for s in sent:
+        order = [x["status"] for x in receiver.statuses() if x["id"] == s.message_id]
+        assert order == ["sent", "delivered", "read"], (s.message_id, order)
+    # Each conversation's inbound message came before its statuses, too.
+    for c in customers:
+        kinds = [
+            "messages" if "messages" in v else "statuses"
+            for h in receiver.hooks
+            for v in [h.json["entry"][0]["changes"][0]["value"]]
+            if v["contacts"][0]["wa_id"] == c
+        ]
+        assert kinds == ["messages", "statuses", "statuses", "statuses"], (c, kinds)
+
+
 async def test_duplicates_and_out_of_order(
     emulator: Emulator, client: CloudAPIClient, receiver: Receiver
 ) -> None:
@@ -410,7 +443,7 @@ async def test_template_lifecycle(
             },
         )
     names = {t["name"] for t in await client.list_templates(WABA_ID, limit=2)}
-    assert names == {"order_update", "no_example", "bulk_0", "bulk_1", "bulk_2"}
+    assert names == {"hello_world", "order_update", "no_example", "bulk_0", "bulk_1", "bulk_2"}
     assert await client.delete_template(WABA_ID, "order_update") is True
     assert await client.list_templates(WABA_ID, name="order_update") == []
     await expect_error(client.delete_template(WABA_ID, "order_update"), 100, ErrorClass.permanent)
@@ -583,8 +616,8 @@ async def test_send_from_a_second_number(
     assert media_id.isdigit()
     receiver.wait(lambda hs: len(receiver.statuses()) >= 3 and hook_values(receiver, "messages"))
     statuses = hook_values(receiver, "statuses")
-    # (arrival order is not asserted: deliveries 20 ms apart may overtake each other under load)
-    assert sorted(v["statuses"][0]["status"] for _, v in statuses) == ["delivered", "read", "sent"]
+    # One conversation's webhooks are posted one after another: in order, whatever the load.
+    assert [v["statuses"][0]["status"] for _, v in statuses] == ["sent", "delivered", "read"]
     for waba, value in statuses:
         assert waba == WABA_2
         assert value["metadata"] == {
@@ -626,8 +659,9 @@ async def test_templates_belong_to_their_waba(
     other = await approved_template(client, waba_id=WABA_2)
     assert first["id"] != other["id"]
     await approved_template(client, name="second_only", waba_id=WABA_2)
-    assert [t["id"] for t in await client.list_templates(WABA_ID)] == [first["id"]]
+    assert [t["id"] for t in await own_templates(client, WABA_ID)] == [first["id"]]
     assert {t["name"] for t in await client.list_templates(WABA_2)} == {
+        "hello_world",  # every WABA has its own
         "order_update",
         "second_only",
     }
@@ -642,8 +676,8 @@ async def test_templates_belong_to_their_waba(
     assert (await client.send_message(PHONE_2, template_send("second_only", ["A", "B"]))).message_id
     # Deleting in one WABA never touches the other.
     assert await client.delete_template(WABA_2, "order_update") is True
-    assert [t["id"] for t in await client.list_templates(WABA_ID)] == [first["id"]]
-    assert [t["name"] for t in await client.list_templates(WABA_2)] == ["second_only"]
+    assert [t["id"] for t in await own_templates(client, WABA_ID)] == [first["id"]]
+    assert [t["name"] for t in await own_templates(client, WABA_2)] == ["second_only"]
     await expect_error(client.delete_template(WABA_ID, "second_only"), 100, ErrorClass.permanent)
     # Template status webhooks come from the template's WABA.
     receiver.wait(
@@ -683,3 +717,419 @@ async def test_unknown_ids_are_code_100(emulator: Emulator, client: CloudAPIClie
         err = await expect_error(client.list_templates(unknown), 100, ErrorClass.permanent)
         assert err.error_subcode == 33
         await expect_error(client.delete_template(unknown, "x"), 100, ErrorClass.permanent)
+
+
+# -- Meta's answers, divergence by divergence (issue 8, item 7) -----------------------------
+
+
+def graph(emulator: Emulator) -> httpx.Client:
+    """A raw Graph client: the exact bytes and statuses, without our client's parsing."""
+    return httpx.Client(
+        base_url=emulator.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10
+    )
+
+
+def assert_meta_error(r: httpx.Response, code: int, status: int = 400) -> dict[str, Any]:
+    """Meta's error JSON: message, type, code, fbtrace_id (and error_data for WhatsApp codes)."""
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/json")
+    err = r.json()["error"]
+    assert err["code"] == code, err
+    assert isinstance(err["message"], str) and err["message"]
+    assert err["type"] == "OAuthException"
+    assert err["fbtrace_id"]
+    if "error_data" in err:
+        assert err["error_data"]["messaging_product"] == "whatsapp"
+        assert err["error_data"]["details"]
+    return dict(err)
+
+
+def force_status(emulator: Emulator, template_id: str, status: str) -> None:
+    with emulator.control() as c:
+        r = c.post(f"/_emulator/templates/{template_id}/status", json={"status": status})
+    assert r.status_code == 200, r.text
+
+
+def template_events(receiver: Receiver, event: str) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """(entry, value) of every template status webhook received with ``event``."""
+    out = []
+    for h in receiver.hooks:
+        entry = h.json["entry"][0]
+        change = entry["changes"][0]
+        if (
+            change["field"] == "message_template_status_update"
+            and change["value"]["event"] == event
+        ):
+            out.append((entry, change["value"]))
+    return out
+
+
+async def test_paused_and_disabled_templates_answer_132015_and_132016(
+    emulator: Emulator, client: CloudAPIClient
+) -> None:
+    tpl = await approved_template(client)
+    send = template_send("order_update", ["Asha", "#1042"])
+    force_status(emulator, tpl["id"], "PAUSED")
+    err = await expect_error(client.send_message(PHONE_ID, send), 132015, ErrorClass.permanent)
+    assert "Paused" in err.message
+    force_status(emulator, tpl["id"], "DISABLED")
+    err = await expect_error(client.send_message(PHONE_ID, send), 132016, ErrorClass.permanent)
+    assert "Disabled" in err.message
+    force_status(emulator, tpl["id"], "REJECTED")  # never approved: "does not exist", 404
+    await expect_error(client.send_message(PHONE_ID, send), 132001, ErrorClass.permanent, 404)
+    force_status(emulator, tpl["id"], "APPROVED")
+    assert (await client.send_message(PHONE_ID, send)).message_status == "accepted"
+    assert [m["type"] for m in emulator.sent(CUSTOMER)] == ["template"]  # nothing else went
+
+
+async def test_values_beyond_metas_limits_are_131009(
+    emulator: Emulator, client: CloudAPIClient
+) -> None:
+    emulator.inbound(**{"from": CUSTOMER, "text": "hi"})
+
+    def buttons(*titles: str) -> dict[str, Any]:
+        return {
+            "to": CUSTOMER,
+            "type": "interactive",
+            "interactive": {
+                "type": "button",
+                "body": {"text": "Pick one"},
+                "action": {
+                    "buttons": [
+                        {"type": "reply", "reply": {"id": f"b{i}", "title": t}}
+                        for i, t in enumerate(titles)
+                    ]
+                },
+            },
+        }
+
+    def rows(n: int, title: str = "Row") -> dict[str, Any]:
+        return {
+            "to": CUSTOMER,
+            "type": "interactive",
+            "interactive": {
+                "type": "list",
+                "body": {"text": "Menu"},
+                "action": {
+                    "button": "Choose",
+                    "sections": [
+                        {"title": "S", "rows": [{"id": f"r{i}", "title": title} for i in range(n)]}
+                    ],
+                },
+            },
+        }
+
+    too_long_title = buttons("x" * 21)
+    for bad, word in (
+        (buttons("A", "B", "C", "D"), "buttons"),
+        (too_long_title, "title"),
+        (rows(11), "rows"),
+        (rows(1, "y" * 25), "title"),
+    ):
+        err = await expect_error(client.send_message(PHONE_ID, bad), 131009, ErrorClass.permanent)
+        assert word in (err.details or "").lower(), err.details
+    # At the limits exactly, Meta sends them.
+    assert (await client.send_message(PHONE_ID, buttons("A", "B", "x" * 20))).message_id
+    assert (await client.send_message(PHONE_ID, rows(10, "y" * 24))).message_id
+    assert len(emulator.sent(CUSTOMER)) == 2
+
+
+async def test_contacts_catalog_and_product_messages_are_accepted(
+    emulator: Emulator, client: CloudAPIClient
+) -> None:
+    emulator.inbound(**{"from": CUSTOMER, "text": "hi"})
+    payloads: list[dict[str, Any]] = [
+        {
+            "type": "contacts",
+            "contacts": [
+                {
+                    "name": {"formatted_name": "Asha Rao", "first_name": "Asha"},
+                    "phones": [{"phone": "+15551234567", "type": "WORK", "wa_id": CUSTOMER}],
+                }
+            ],
+        },
+        {
+            "type": "interactive",
+            "interactive": {
+                "type": "catalog_message",
+                "body": {"text": "Browse our catalog"},
+                "action": {
+                    "name": "catalog_message",
+                    "parameters": {"thumbnail_product_retailer_id": "sku-1"},
+                },
+            },
+        },
+        {
+            "type": "interactive",
+            "interactive": {
+                "type": "product",
+                "body": {"text": "This one"},
+                "action": {"catalog_id": "194836987003835", "product_retailer_id": "sku-1"},
+            },
+        },
+        {
+            "type": "interactive",
+            "interactive": {
+                "type": "product_list",
+                "header": {"type": "text", "text": "Our picks"},
+                "body": {"text": "Have a look"},
+                "action": {
+                    "catalog_id": "194836987003835",
+                    "sections": [
+                        {
+                            "title": "Shoes",
+                            "product_items": [
+                                {"product_retailer_id": "sku-1"},
+                                {"product_retailer_id": "sku-2"},
+                            ],
+                        }
+                    ],
+                },
+            },
+        },
+    ]
+    with graph(emulator) as g:
+        for p in payloads:
+            r = g.post(
+                f"/v23.0/{PHONE_ID}/messages",
+                json={"messaging_product": "whatsapp", "to": CUSTOMER, **p},
+            )
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["contacts"] == [{"input": CUSTOMER, "wa_id": CUSTOMER}]
+            assert body["messages"][0]["id"].startswith("wamid.")
+        r = g.post(
+            f"/v23.0/{PHONE_ID}/messages",
+            json={
+                "messaging_product": "whatsapp",
+                "to": CUSTOMER,
+                "type": "contacts",
+                "contacts": [{"phones": [{"phone": "+1555"}]}],
+            },
+        )
+        assert_meta_error(r, 131008)  # a contact card needs a name
+    assert [m["type"] for m in emulator.sent(CUSTOMER)] == [
+        "contacts",
+        "interactive",
+        "interactive",
+        "interactive",
+    ]
+
+
+async def test_metas_authentication_template_sample(
+    emulator: Emulator, client: CloudAPIClient
+) -> None:
+    """Meta's own samples: an authentication template with a copy-code button, and its send
+    with the code in the body and in a ``button`` component of ``sub_type: url``."""
+    await client.create_template(
+        WABA_ID,
+        {
+            "name": "verification_code",
+            "language": "en_US",
+            "category": "AUTHENTICATION",
+            "message_send_ttl_seconds": 60,
+            "components": [
+                {"type": "BODY", "add_security_recommendation": True},
+                {"type": "FOOTER", "code_expiration_minutes": 5},
+                {
+                    "type": "BUTTONS",
+                    "buttons": [{"type": "OTP", "otp_type": "COPY_CODE", "text": "Copy Code"}],
+                },
+            ],
+        },
+    )
+    for _ in range(100):
+        rows = await client.list_templates(WABA_ID, name="verification_code")
+        if rows[0]["status"] != "PENDING":
+            break
+        await asyncio.sleep(0.05)
+    assert rows[0]["status"] == "APPROVED"
+    body = next(c for c in rows[0]["components"] if c["type"] == "BODY")
+    assert body["text"].startswith("*{{1}}* is your verification code.")
+    code = "J$FpnYnP"
+    send = {
+        "to": CUSTOMER,
+        "recipient_type": "individual",
+        "type": "template",
+        "template": {
+            "name": "verification_code",
+            "language": {"code": "en_US"},
+            "components": [
+                {"type": "body", "parameters": [{"type": "text", "text": code}]},
+                {
+                    "type": "button",
+                    "sub_type": "url",
+                    "index": "0",
+                    "parameters": [{"type": "text", "text": code}],
+                },
+            ],
+        },
+    }
+    sent = await client.send_message(PHONE_ID, send)
+    assert sent.message_status == "accepted"
+    send["template"]["components"].pop()  # the copy-code button needs the code too
+    await expect_error(client.send_message(PHONE_ID, send), 132000, ErrorClass.permanent)
+
+
+def test_media_get_and_delete(emulator: Emulator) -> None:
+    data = b"\x89PNG\r\n\x1a\n fake image"
+    with graph(emulator) as g:
+        up = g.post(
+            f"/v23.0/{PHONE_ID}/media",
+            data={"messaging_product": "whatsapp", "type": "image/png"},
+            files={"file": ("a.png", data, "image/png")},
+        )
+        assert up.status_code == 200 and set(up.json()) == {"id"}, up.text
+        media_id = up.json()["id"]
+        r = g.get(f"/v23.0/{media_id}")
+        assert r.status_code == 200, r.text
+        node = r.json()
+        assert node == {
+            "messaging_product": "whatsapp",
+            "url": node["url"],
+            "mime_type": "image/png",
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "file_size": len(data),
+            "id": media_id,
+        }
+        # The URL serves the file to the same bearer token, as Meta's media URLs do.
+        download = g.get(node["url"])
+        assert download.status_code == 200 and download.content == data
+        assert download.headers["content-type"] == "image/png"
+        assert_meta_error(httpx.get(node["url"]), 190, 401)
+        assert g.get(f"/v23.0/{media_id}", params={"phone_number_id": PHONE_ID}).status_code == 200
+        assert_meta_error(g.get(f"/v23.0/{media_id}", params={"phone_number_id": "999"}), 100)
+        r = g.delete(f"/v23.0/{media_id}")
+        assert r.status_code == 200 and r.json() == {"success": True}
+        for gone in (g.get(f"/v23.0/{media_id}"), g.delete(f"/v23.0/{media_id}")):
+            assert assert_meta_error(gone, 100)["error_subcode"] == 33
+        # A type Meta does not take for upload: 131053, in Meta's shape.
+        r = g.post(
+            f"/v23.0/{PHONE_ID}/media",
+            data={"messaging_product": "whatsapp"},
+            files={"file": ("a.exe", b"MZ", "application/x-msdownload")},
+        )
+        assert_meta_error(r, 131053)
+
+
+def test_graph_paths_without_a_version(emulator: Emulator) -> None:
+    """Graph takes ``/{node}/{edge}`` without a version (the oldest available is used)."""
+    emulator.inbound(**{"from": CUSTOMER, "text": "hi"})
+    with graph(emulator) as g:
+        r = g.post(
+            f"/{PHONE_ID}/messages",
+            json={"messaging_product": "whatsapp", **text()},
+        )
+        assert r.status_code == 200, r.text
+        assert r.json()["messages"][0]["id"].startswith("wamid.")
+        node = g.get(f"/{PHONE_ID}")
+        assert node.status_code == 200 and node.json()["id"] == PHONE_ID
+        listed = g.get(f"/{WABA_ID}/message_templates")
+        assert listed.status_code == 200 and "data" in listed.json()
+        media = g.post(
+            f"/{PHONE_ID}/media",
+            data={"messaging_product": "whatsapp"},
+            files={"file": ("a.png", b"png", "image/png")},
+        )
+        assert media.status_code == 200 and media.json()["id"].isdigit()
+        assert g.get(f"/{media.json()['id']}").json()["mime_type"] == "image/png"
+    assert [m["type"] for m in emulator.sent(CUSTOMER)] == ["text"]
+
+
+def test_metas_error_shape_on_every_path(emulator: Emulator) -> None:
+    with graph(emulator) as g:
+        err = assert_meta_error(g.get(f"/v23.0/{PHONE_ID}/nonsense"), 2500)
+        assert err["message"] == "Unknown path components: /nonsense"
+        assert assert_meta_error(g.get(f"/v23.0/{PHONE_ID}/a/b"), 2500)["message"].endswith("/a/b")
+        assert_meta_error(g.put(f"/v23.0/{PHONE_ID}/messages", json={}), 100)  # FastAPI's 405
+        assert_meta_error(g.patch("/v23.0/123"), 100)
+        assert_meta_error(g.get(f"/v23.0/{PHONE_ID}/messages"), 100)  # a POST-only edge
+        assert_meta_error(g.post(f"/v23.0/{PHONE_ID}/messages", content=b"{not json"), 100)
+        assert_meta_error(g.post(f"/v23.0/{PHONE_ID}/media", json={}), 100)  # not multipart
+        assert_meta_error(g.get("/v23.0/999"), 100)
+    assert_meta_error(httpx.get(f"{emulator.url}/v23.0/{PHONE_ID}"), 190, 401)
+
+
+async def test_webhook_bodies_are_escaped_as_metas(emulator: Emulator, receiver: Receiver) -> None:
+    """Non-ASCII as lowercase ``\\uXXXX`` (surrogate pairs past the BMP) and ``/`` as ``\\/``:
+    the signature is over those bytes, so a receiver must hash the raw body."""
+    words = "äöå 1/2 👍"
+    hook = emulator.inbound(**{"from": CUSTOMER, "name": "Jürgen", "text": words})
+    [h] = receiver.wait(lambda hs: len(hs) >= 1)
+    assert b'"body":"\\u00e4\\u00f6\\u00e5 1\\/2 \\ud83d\\udc4d"' in h.raw
+    assert b'"name":"J\\u00fcrgen"' in h.raw
+    assert h.raw.isascii() and b"/" not in h.raw.replace(b"\\/", b"")
+    assert verify_sha256(h.raw, h.headers["x-hub-signature-256"], APP_SECRET)
+    assert h.json == hook["webhook"]  # the same JSON, only written Meta's way
+    assert h.json["entry"][0]["changes"][0]["value"]["messages"][0]["text"]["body"] == words
+
+
+async def test_template_status_webhooks_carry_metas_fields(
+    emulator: Emulator, client: CloudAPIClient, receiver: Receiver
+) -> None:
+    tpl = await approved_template(client, category="MARKETING", name="promo")
+    force_status(emulator, tpl["id"], "PAUSED")
+    force_status(emulator, tpl["id"], "DISABLED")
+    receiver.wait(lambda hs: template_events(receiver, "DISABLED"))
+    [(entry, approved)] = template_events(receiver, "APPROVED")
+    assert isinstance(entry["time"], int) and entry["id"] == WABA_ID
+    assert approved == {
+        "event": "APPROVED",
+        "message_template_id": int(tpl["id"]),
+        "message_template_name": "promo",
+        "message_template_language": "en_US",
+        "reason": "NONE",
+        "message_template_category": "MARKETING",
+    }
+    [(_, paused)] = template_events(receiver, "PAUSED")
+    assert paused["other_info"]["title"] and paused["other_info"]["description"]
+    [(_, disabled)] = template_events(receiver, "DISABLED")
+    assert disabled["disable_info"]["disable_date"].isdigit()
+    assert disabled["message_template_category"] == "MARKETING"
+
+
+async def test_every_waba_has_metas_hello_world(emulator: Emulator, client: CloudAPIClient) -> None:
+    second_number(emulator)
+    for waba in (WABA_ID, WABA_2):
+        [tpl] = await client.list_templates(waba, name="hello_world")
+        assert (tpl["language"], tpl["status"], tpl["category"]) == ("en_US", "APPROVED", "UTILITY")
+        assert tpl["components"] == [
+            {"type": "HEADER", "format": "TEXT", "text": "Hello World"},
+            {
+                "type": "BODY",
+                "text": "Welcome and congratulations!! This message demonstrates your ability "
+                "to send a WhatsApp message notification from the Cloud API, hosted by Meta. "
+                "Thank you for taking the time to test with us.",
+            },
+            {"type": "FOOTER", "text": "WhatsApp Business Platform sample message"},
+        ]
+    hello = {
+        "to": CUSTOMER,
+        "type": "template",
+        "template": {"name": "hello_world", "language": {"code": "en_US"}},
+    }
+    assert (await client.send_message(PHONE_ID, hello)).message_status == "accepted"
+    assert (await client.send_message(PHONE_2, hello)).message_status == "accepted"
+
+
+def test_media_through_the_embedded_emulator(server: Server) -> None:
+    """``aisoule serve`` mounts the emulator at /emulator: Meta's multipart upload and Meta's
+    errors go through, not the server's own 415 and envelope."""
+    base = f"{server.url}/emulator"
+    with httpx.Client(base_url=base, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10) as g:
+        phone = g.get("/_emulator/config").json()["phone_number_id"]
+        up = g.post(
+            f"/v23.0/{phone}/media",
+            data={"messaging_product": "whatsapp"},
+            files={"file": ("a.png", b"png bytes", "image/png")},
+        )
+        assert up.status_code == 200, up.text
+        node = g.get(f"/v23.0/{up.json()['id']}").json()
+        assert node["url"].startswith(f"{base}/_emulator/media/")
+        assert g.get(node["url"]).content == b"png bytes"
+        not_multipart = g.post(
+            f"/v23.0/{phone}/media", content=b"x", headers={"Content-Type": "text/plain"}
+        )
+        assert_meta_error(not_multipart, 100)
+        assert_meta_error(g.put(f"/v23.0/{phone}/messages", json={}), 100)
+        assert_meta_error(g.get(f"/{phone}/nonsense"), 2500)

@@ -6,6 +6,7 @@ client it is given), so the test hands it an httpx client whose transport rewrit
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from typing import Any
@@ -132,3 +133,51 @@ def test_pywa_parses_emulator_webhooks(
     assert [s.data for s in got if isinstance(s, types.CallbackSelection)] == ["r1"]
     statuses = [u.status.value for u in got if isinstance(u, types.MessageStatus)]
     assert sorted(statuses) == ["delivered", "read", "sent"]
+
+
+def test_pywa_media_contacts_and_paused_templates(emulator: Emulator) -> None:
+    """pywa's own media, contacts and template-error code paths read the emulator's answers."""
+    wa = make_wa(emulator)
+    emulator.inbound(**{"from": CUSTOMER, "text": "hi"})
+    data = b"\x89PNG fake image"
+    media = wa.upload_media(media=data, mime_type="image/png", filename="a.png")
+    url = wa.get_media_url(media.id)
+    assert (url.id, url.mime_type, url.file_size) == (media.id, "image/png", len(data))
+    assert url.sha256 == hashlib.sha256(data).hexdigest()
+    assert wa.delete_media(media.id, phone_id=None).success
+    with pytest.raises(pywa.errors.WhatsAppError) as gone:
+        wa.get_media_url(media.id)
+    assert gone.value.code == 100
+    card = types.Contact(
+        name=types.Contact.Name(formatted_name="Asha Rao", first_name="Asha"),
+        phones=[types.Contact.Phone(phone="+15551234567", type="WORK", wa_id=CUSTOMER)],
+    )
+    assert wa.send_contact(to=CUSTOMER, contact=card).id.startswith("wamid.")
+    with httpx.Client(base_url=emulator.url, headers={"Authorization": f"Bearer {TOKEN}"}) as c:
+        created = c.post(
+            f"/v23.0/{WABA_ID}/message_templates",
+            json={
+                "name": "promo",
+                "language": "en_US",
+                "category": "MARKETING",
+                "components": [{"type": "BODY", "text": "Sale today"}],
+            },
+        ).json()
+        deadline = time.monotonic() + 10
+        while (
+            c.get(f"/v23.0/{WABA_ID}/message_templates", params={"name": "promo"}).json()["data"][
+                0
+            ]["status"]
+            != "APPROVED"
+        ):
+            assert time.monotonic() < deadline, "the template was not approved"
+            time.sleep(0.05)
+    for status, error in (
+        ("PAUSED", pywa.errors.TemplatePaused),
+        ("DISABLED", pywa.errors.TemplateDisabled),
+    ):
+        with httpx.Client(base_url=emulator.url) as c:
+            forced = c.post(f"/_emulator/templates/{created['id']}/status", json={"status": status})
+            assert forced.status_code == 200
+        with pytest.raises(error):
+            wa.send_template(to=CUSTOMER, name="promo", language=TemplateLanguage.ENGLISH_US)

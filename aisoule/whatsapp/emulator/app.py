@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import re
-from collections.abc import AsyncIterator, Collection, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import asdict
 from email.parser import BytesParser
@@ -14,6 +15,8 @@ from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
 from aisoule.whatsapp.emulator.meta import (
@@ -30,11 +33,13 @@ from aisoule.whatsapp.emulator.meta import (
 from aisoule.whatsapp.emulator.settings import EmulatorSettings
 from aisoule.whatsapp.emulator.state import (
     MEDIA_TYPES,
+    Media,
     Number,
     Sent,
     Template,
     World,
     check_template_send,
+    check_template_status,
     new_template,
     validate_message,
 )
@@ -67,11 +72,16 @@ class Emulator:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def reset(self) -> None:
-        """Forget everything: the world, pending webhooks and template approvals."""
+    async def reset(self) -> None:
+        """Forget everything: the world, pending webhooks and template approvals.
+
+        Returns only once no webhook of the old world can still arrive (a POST already on
+        the wire is let finish), so a test that resets and clears its receiver needs no sleep.
+        """
         for task in list(self._tasks):
             task.cancel()
-        self.webhooks.cancel_pending()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.webhooks.drain_and_stop()
         self.world = World()
         self.sync_settings_number()
 
@@ -87,6 +97,7 @@ class Emulator:
             verified_name=s.verified_name,
             quality_rating=s.quality_rating,
         )
+        self.world.ensure_waba(s.waba_id)
 
     def register_number(self, body: dict[str, Any]) -> tuple[Number, bool]:
         """Register a number (``ValueError`` on a bad field); answers it and whether it is new."""
@@ -132,6 +143,7 @@ class Emulator:
             app_secret=secret or None,
         )
         world.numbers[phone_id] = number
+        world.ensure_waba(waba_id)
         return number, True
 
     async def close(self) -> None:
@@ -151,26 +163,15 @@ class Emulator:
         if token not in self.settings.tokens():
             raise GraphError(190)
 
-    def phone(self, version: str, node_id: str, method: str) -> Number:
+    def phone(self, node_id: str, method: str) -> Number:
         """The registered number ``node_id`` names, or Meta's unknown-object error."""
-        self.check_node(version, node_id, set(self.world.numbers), method)
+        check_node(node_id, set(self.world.numbers), method)
         return self.world.numbers[node_id]
 
-    def waba(self, version: str, node_id: str, method: str) -> str:
+    def waba(self, node_id: str, method: str) -> str:
         """``node_id`` if it is the WABA of a registered number, or Meta's unknown-object error."""
-        self.check_node(version, node_id, self.world.waba_ids(), method)
+        check_node(node_id, self.world.waba_ids(), method)
         return node_id
-
-    def check_node(self, version: str, node_id: str, known: Collection[str], method: str) -> None:
-        if not _VERSION.match(version):
-            raise GraphError(100, f"Unknown path components: /{version}")
-        if node_id not in known:
-            raise GraphError(
-                100,
-                f"Unsupported {method} request. Object with ID '{node_id}' does not exist, "
-                "cannot be loaded due to missing permissions, or does not support this operation.",
-                subcode=33,
-            )
 
     def secret_of_waba(self, waba_id: str) -> str | None:
         """The app secret of the WABA's first number that has one (template webhooks)."""
@@ -219,7 +220,10 @@ class Emulator:
             contact = {"wa_id": sent.to, "user_id": bsuid(number.waba_id, sent.to)}
             value = self.metadata_value(number, contacts=[contact], statuses=[item])
             self.webhooks.schedule(
-                envelope(number.waba_id, "messages", value), delay, number.app_secret
+                envelope(number.waba_id, "messages", value),
+                delay,
+                lane=conversation_lane(number.phone_number_id, sent.to),
+                app_secret=number.app_secret,
             )
 
     async def approve_later(self, tpl: Template) -> None:
@@ -232,17 +236,51 @@ class Emulator:
         )
 
     def set_template_status(self, tpl: Template, status: str, reason: str = "NONE") -> None:
+        """Change a template's status and tell the app, with the fields Meta's
+        ``message_template_status_update`` reference lists (developers.facebook.com/
+        documentation/business-messaging/whatsapp/webhooks/reference/
+        message_template_status_update)."""
         tpl.status, tpl.rejected_reason = status, reason
-        value = {
+        value: dict[str, Any] = {
             "event": status,
             "message_template_id": int(tpl.id),
             "message_template_name": tpl.name,
             "message_template_language": tpl.language,
             "reason": reason,
+            "message_template_category": tpl.category,
         }
+        if status == "DISABLED":
+            value["disable_info"] = {"disable_date": now_ts()}
+        elif status == "PAUSED":
+            value["other_info"] = {
+                "title": "FIRST_PAUSE",
+                "description": "Your WhatsApp message template has been paused for 3 hours "
+                "because it had issues.",
+            }
+        elif status == "REJECTED" and reason == "INVALID_FORMAT":
+            value["rejection_info"] = {
+                "reason": "The template body has variables but no example values.",
+                "recommendation": "Add an example for every variable and submit it again.",
+            }
         self.webhooks.schedule(
-            envelope(tpl.waba_id, "message_template_status_update", value),
+            envelope(tpl.waba_id, "message_template_status_update", value, with_time=True),
+            lane=f"waba:{tpl.waba_id}",
             app_secret=self.secret_of_waba(tpl.waba_id),
+        )
+
+
+def conversation_lane(phone_number_id: str, wa_id: str) -> str:
+    """Webhooks about one conversation (inbound messages, statuses) arrive in order."""
+    return f"{phone_number_id}:{wa_id}"
+
+
+def check_node(node_id: str, known: Collection[str], method: str) -> None:
+    if node_id not in known:
+        raise GraphError(
+            100,
+            f"Unsupported {method} request. Object with ID '{node_id}' does not exist, "
+            "cannot be loaded due to missing permissions, or does not support this operation.",
+            subcode=33,
         )
 
 
@@ -285,6 +323,25 @@ def create_emulator_app(settings: EmulatorSettings | None = None) -> FastAPI:
     @app.exception_handler(GraphError)
     async def graph_error(_: Request, exc: GraphError) -> Response:
         return json_response(exc.body(), exc.status)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        # FastAPI's own 404 / 405 / 415 answered as Graph does: code 100 (unsupported
+        # method) or 2500 (unknown path), HTTP 400, Meta's error JSON.
+        if exc.status_code == 405:
+            err = GraphError(100, f"Unsupported {request.method.lower()} request.")
+        elif exc.status_code == 404:
+            err = GraphError(2500, f"Unknown path components: {request.url.path}")
+        else:
+            err = GraphError(100, str(exc.detail), status=exc.status_code)
+        return json_response(err.body(), err.status)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> Response:
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(p) for p in first.get("loc", ()) if p not in ("body", "query"))
+        err = GraphError(100, f"Param {where} is not valid: {first.get('msg', 'invalid')}")
+        return json_response(err.body(), err.status)
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> Response:
@@ -351,7 +408,7 @@ def _control_routes(app: FastAPI) -> None:
 
     @app.post("/_emulator/reset")
     async def reset(request: Request) -> Response:
-        _emu(request).reset()
+        await _emu(request).reset()
         return json_response({"ok": True})
 
     @app.get("/_emulator/messages")
@@ -363,6 +420,17 @@ def _control_routes(app: FastAPI) -> None:
     @app.get("/_emulator/inbound")
     async def inbound_log(request: Request) -> Response:
         return json_response({"data": _emu(request).world.inbound})
+
+    @app.get("/_emulator/media/{media_id}")
+    async def download_media(media_id: str, request: Request) -> Response:
+        """The URL ``GET /{media-id}`` answers: the file, for the same bearer token (as Meta's)."""
+        emu = _emu(request)
+        emu.authenticate(request)
+        media = emu.world.media.get(media_id)
+        if media is None:
+            check_node(media_id, set(), "get")
+        assert media is not None
+        return Response(media.data, media_type=media.mime_type)
 
     @app.get("/_emulator/webhooks")
     async def webhooks(request: Request) -> Response:
@@ -418,10 +486,19 @@ def _control_routes(app: FastAPI) -> None:
             }
         elif kind in MEDIA_TYPES:
             media = _obj(body, "media")
+            # The customer's file is kept, so GET /{media-id} and its URL serve it as Meta does.
+            stored = Media(
+                id=str(media.get("id") or numeric_id()),
+                phone_number_id=phone_id,
+                mime_type=str(media.get("mime_type", "image/jpeg")),
+                data=f"emulated {kind} {wa_id}".encode(),
+            )
+            emu.world.media[stored.id] = stored
             obj = {
-                "mime_type": media.get("mime_type", "image/jpeg"),
-                "sha256": media.get("sha256", "0" * 64),
-                "id": str(media.get("id") or wamid()[6:20]),
+                "mime_type": stored.mime_type,
+                "sha256": media.get("sha256")
+                or base64.b64encode(hashlib.sha256(stored.data).digest()).decode(),
+                "id": stored.id,
             }
             obj |= {k: media[k] for k in ("caption", "filename") if k in media}
             msg |= {"type": kind, kind: obj}
@@ -446,187 +523,265 @@ def _control_routes(app: FastAPI) -> None:
             "messages",
             emu.metadata_value(number, contacts=[contact], messages=[msg]),
         )
-        emu.webhooks.schedule(hook, s.webhook_latency_ms / 1000, number.app_secret)
+        emu.webhooks.schedule(
+            hook, s.webhook_latency_ms / 1000, lane=conversation_lane(phone_id, wa_id),
+            app_secret=number.app_secret,
+        )
         return json_response({"message": msg, "webhook": hook})
 
 
+# Media types Meta's media upload accepts (Cloud API "Supported media types"); others: 131053.
+UPLOAD_TYPES = frozenset(
+    {
+        "audio/aac",
+        "audio/amr",
+        "audio/mpeg",
+        "audio/mp4",
+        "audio/ogg",
+        "text/plain",
+        "application/pdf",
+        "application/vnd.ms-powerpoint",
+        "application/msword",
+        "application/vnd.ms-excel",
+        "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+        "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "video/mp4",
+        "video/3gpp",
+    }
+)
+
+Handler = Callable[[Emulator, str, Request], Awaitable[Response]]
+
+
 def _graph_routes(app: FastAPI) -> None:
-    @app.post("/{version}/{phone_number_id}/messages")
-    async def send_message(version: str, phone_number_id: str, request: Request) -> Response:
-        emu = _emu(request)
-        emu.authenticate(request)
-        s = emu.settings
-        number = emu.phone(version, phone_number_id, "post")
-        payload = await _body(request)
-        if isinstance(payload, dict) and payload.get("status") == "read":
-            if payload.get("messaging_product") != "whatsapp":
-                raise GraphError(100, "messaging_product must be 'whatsapp'")
-            if emu.world.inbound_ids.get(str(payload.get("message_id"))) != phone_number_id:
-                raise GraphError(100, "message_id: no such inbound message")
-            return json_response({"success": True})
-        kind = validate_message(payload)
-        if emu.world.failures:
-            raise GraphError(emu.world.failures.pop(0))
-        to = str(payload["to"])
-        wa_id = re.sub(r"\D", "", to)
-        if not emu.world.take_throughput(phone_number_id, s.throughput_per_second):
-            raise GraphError(130429)
-        if not emu.world.take_pair(phone_number_id, wa_id, s.pair_burst, s.pair_period_seconds):
-            raise GraphError(131056)
-        category = "service"
-        failure: GraphError | None = None
-        if kind == "template":
-            spec = payload["template"]
-            tpl = emu.world.find_template(number.waba_id, spec["name"], spec["language"]["code"])
-            if tpl is None or tpl.status != "APPROVED":
-                raise GraphError(
-                    132001,
-                    f"template name ({spec['name']}) does not exist in {spec['language']['code']}",
-                )
-            check_template_send(tpl, spec)
-            category = tpl.category.lower()
-            if tpl.category == "MARKETING" and (phone_number_id, wa_id) in emu.world.opted_out:
-                failure = GraphError(131050)
-        elif not emu.world.in_window(phone_number_id, wa_id, s.window_seconds):
-            failure = GraphError(131047)
-        if wa_id in s.unreachable():
-            failure = GraphError(131026)
-        if failure is not None and not s.async_failures:
-            raise failure
-        sent = Sent(
-            id=wamid(),
-            phone_number_id=phone_number_id,
-            to=wa_id,
-            type=kind,
-            payload=payload,
-            timestamp=now_ts(),
-            error=failure.status_error() if failure else None,
-        )
-        emu.world.sent.append(sent)
-        biz = payload.get("biz_opaque_callback_data")
-        emu.status_webhooks(number, sent, category, str(biz) if biz is not None else None)
-        message: dict[str, Any] = {"id": sent.id}
-        if kind == "template":
-            message["message_status"] = "accepted"
-        if s.api_latency_ms:
-            await asyncio.sleep(s.api_latency_ms / 1000)
-        return json_response(
-            {
-                "messaging_product": "whatsapp",
-                "contacts": [{"input": to, "wa_id": wa_id}],
-                "messages": [message],
-            }
-        )
+    """Graph API paths, with or without a version prefix, dispatched by hand.
 
-    @app.post("/{version}/{phone_number_id}/media")
-    async def upload_media(version: str, phone_number_id: str, request: Request) -> Response:
-        emu = _emu(request)
-        emu.authenticate(request)
-        emu.phone(version, phone_number_id, "post")
-        ctype = request.headers.get("content-type", "")
-        if not ctype.startswith("multipart/form-data"):
-            raise GraphError(100, "media upload must be multipart/form-data")
-        message = BytesParser(policy=HTTP).parsebytes(
-            f"Content-Type: {ctype}\r\n\r\n".encode() + await request.body()
-        )
-        parts = {p.get_param("name", header="content-disposition"): p for p in message.iter_parts()}
-        product, upload = parts.get("messaging_product"), parts.get("file")
-        if product is None or product.get_content().strip() != "whatsapp":
-            raise GraphError(100, "messaging_product must be 'whatsapp'")
-        if upload is None:
-            raise GraphError(100, "file is required")
-        data = upload.get_payload(decode=True)
-        media_id = numeric_id()
-        emu.world.media[media_id] = {
-            "id": media_id,
-            "mime_type": upload.get_content_type(),
-            "file_size": len(data) if isinstance(data, bytes) else 0,
-        }
-        return json_response({"id": media_id})
+    Graph accepts ``/{node}/{edge}`` without a version (it then uses the oldest version still
+    available), so ``/v23.0/123/messages`` and ``/123/messages`` are the same call. FastAPI's
+    path parameters cannot tell ``/{version}/{node}`` from ``/{node}/{edge}``, hence one route.
+    """
+    edges: dict[tuple[str, str], Handler] = {
+        ("POST", "messages"): _send_message,
+        ("POST", "media"): _upload_media,
+        ("GET", "message_templates"): _list_templates,
+        ("POST", "message_templates"): _create_template,
+        ("DELETE", "message_templates"): _delete_template,
+    }
+    known_edges = {edge for _, edge in edges}
 
-    @app.get("/{version}/{waba_id}/message_templates")
-    async def list_templates(version: str, waba_id: str, request: Request) -> Response:
+    @app.api_route("/{path:path}", methods=["GET", "POST", "DELETE"])
+    async def graph(path: str, request: Request) -> Response:
         emu = _emu(request)
+        parts = path.strip("/").split("/")
+        if parts and _VERSION.match(parts[0]):
+            parts = parts[1:]
+        if not parts or not all(parts) or len(parts) > 2:
+            raise GraphError(2500, f"Unknown path components: /{'/'.join(parts[1:] or parts)}")
         emu.authenticate(request)
-        emu.waba(version, waba_id, "get")
-        q = request.query_params
-        rows = [
-            t.public()
-            for t in emu.world.waba_templates(waba_id)
-            if (not q.get("name") or q["name"] in t.name)
-            and (not q.get("status") or t.status == q["status"].upper())
-            and (not q.get("language") or t.language == q["language"])
-            and (not q.get("category") or t.category == q["category"].upper())
-        ]
-        try:
-            limit = max(1, min(int(q.get("limit", 25)), 1000))
-            start = int(base64.b64decode(q["after"]).decode()) + 1 if q.get("after") else 0
-        except (ValueError, TypeError):
-            raise GraphError(100, "limit or after is not valid") from None
-        page = rows[start : start + limit]
-        body: dict[str, Any] = {"data": page}
-        if page:
-            body["paging"] = {
-                "cursors": {"before": _b64(start), "after": _b64(start + len(page) - 1)}
-            }
-            if start + limit < len(rows):
-                nxt = request.url.include_query_params(after=_b64(start + len(page) - 1))
-                body["paging"]["next"] = str(nxt.remove_query_params("access_token"))
-        return json_response(body)
+        method = request.method
+        if len(parts) == 1:
+            return await _node(emu, parts[0], request)
+        node, edge = parts
+        handler = edges.get((method, edge))
+        if handler is None:
+            if edge in known_edges:
+                check_node(node, set(), method.lower())  # Meta: unsupported <method> request
+            raise GraphError(2500, f"Unknown path components: /{edge}")
+        return await handler(emu, node, request)
 
-    @app.post("/{version}/{waba_id}/message_templates")
-    async def create_template(version: str, waba_id: str, request: Request) -> Response:
-        emu = _emu(request)
-        emu.authenticate(request)
-        emu.waba(version, waba_id, "post")
-        tpl = new_template(waba_id, await _body(request))
-        if emu.world.find_template(waba_id, tpl.name, tpl.language) is not None:
+
+async def _node(emu: Emulator, node_id: str, request: Request) -> Response:
+    """``GET /{phone-number-id}``, ``GET /{media-id}`` and ``DELETE /{media-id}``."""
+    method = request.method
+    media = emu.world.media.get(node_id)
+    if media is not None and method in ("GET", "DELETE"):
+        owner = request.query_params.get("phone_number_id")
+        if owner is not None and owner != media.phone_number_id:
             raise GraphError(
-                100, f"Content in this language ({tpl.language}) already exists", subcode=2388024
+                100, f"Param phone_number_id {owner} does not own media {node_id}", subcode=33
             )
-        emu.world.templates[tpl.id] = tpl
-        emu.spawn(emu.approve_later(tpl))
-        return json_response({"id": tpl.id, "status": tpl.status, "category": tpl.category})
+        if method == "DELETE":
+            del emu.world.media[node_id]
+            return json_response({"success": True})
+        # root_path: where the emulator is mounted (/emulator inside ``aisoule serve``).
+        root = request.scope.get("root_path", "").rstrip("/")
+        url = f"{request.url.scheme}://{request.url.netloc}{root}/_emulator/media/{node_id}"
+        return json_response(media.public(url))
+    if method != "GET":
+        check_node(node_id, set(), method.lower())
+    number = emu.phone(node_id, "get")
+    digits = number.display_phone_number
+    node = {
+        "verified_name": number.verified_name,
+        "code_verification_status": "VERIFIED",
+        "display_phone_number": f"+{digits[:-10]} {digits[-10:-7]}-{digits[-7:-4]}-{digits[-4:]}"
+        if len(digits) > 10
+        else digits,
+        "quality_rating": number.quality_rating,
+        "platform_type": "CLOUD_API",
+        "throughput": {"level": "STANDARD"},
+        "messaging_limit_tier": "TIER_1K",
+        "id": number.phone_number_id,
+    }
+    fields = request.query_params.get("fields")
+    if fields:
+        wanted = {f.strip() for f in fields.split(",")} | {"id"}
+        node = {k: v for k, v in node.items() if k in wanted}
+    return json_response(node)
 
-    @app.delete("/{version}/{waba_id}/message_templates")
-    async def delete_template(version: str, waba_id: str, request: Request) -> Response:
-        emu = _emu(request)
-        emu.authenticate(request)
-        emu.waba(version, waba_id, "delete")
-        name, hsm_id = request.query_params.get("name"), request.query_params.get("hsm_id")
-        if not name:
-            raise GraphError(100, "name is required")
-        doomed = [
-            t.id
-            for t in emu.world.waba_templates(waba_id)
-            if t.name == name and (hsm_id is None or t.id == hsm_id)
-        ]
-        if not doomed:
-            raise GraphError(100, f"Message template '{name}' not found")
-        for tid in doomed:
-            del emu.world.templates[tid]
+
+async def _send_message(emu: Emulator, phone_number_id: str, request: Request) -> Response:
+    s = emu.settings
+    number = emu.phone(phone_number_id, "post")
+    payload = await _body(request)
+    if isinstance(payload, dict) and payload.get("status") == "read":
+        if payload.get("messaging_product") != "whatsapp":
+            raise GraphError(100, "messaging_product must be 'whatsapp'")
+        if emu.world.inbound_ids.get(str(payload.get("message_id"))) != phone_number_id:
+            raise GraphError(100, "message_id: no such inbound message")
         return json_response({"success": True})
-
-    @app.get("/{version}/{phone_number_id}")
-    async def phone_number(version: str, phone_number_id: str, request: Request) -> Response:
-        emu = _emu(request)
-        emu.authenticate(request)
-        number = emu.phone(version, phone_number_id, "get")
-        digits = number.display_phone_number
-        node = {
-            "verified_name": number.verified_name,
-            "code_verification_status": "VERIFIED",
-            "display_phone_number": f"+{digits[:-10]} {digits[-10:-7]}-{digits[-7:-4]}-{digits[-4:]}"
-            if len(digits) > 10
-            else digits,
-            "quality_rating": number.quality_rating,
-            "platform_type": "CLOUD_API",
-            "throughput": {"level": "STANDARD"},
-            "messaging_limit_tier": "TIER_1K",
-            "id": number.phone_number_id,
+    kind = validate_message(payload)
+    if emu.world.failures:
+        raise GraphError(emu.world.failures.pop(0))
+    to = str(payload["to"])
+    wa_id = re.sub(r"\D", "", to)
+    category = "service"
+    failure: GraphError | None = None
+    tpl: Template | None = None
+    if kind == "template":
+        spec = payload["template"]
+        name, language = spec["name"], spec["language"]["code"]
+        found = emu.world.find_template(number.waba_id, name, language)
+        tpl = check_template_status(found, name, language)
+        check_template_send(tpl, spec)
+    if not emu.world.take_throughput(phone_number_id, s.throughput_per_second):
+        raise GraphError(130429)
+    if not emu.world.take_pair(phone_number_id, wa_id, s.pair_burst, s.pair_period_seconds):
+        raise GraphError(131056)
+    if tpl is not None:
+        category = tpl.category.lower()
+        if tpl.category == "MARKETING" and (phone_number_id, wa_id) in emu.world.opted_out:
+            failure = GraphError(131050)
+    elif not emu.world.in_window(phone_number_id, wa_id, s.window_seconds):
+        failure = GraphError(131047)
+    if wa_id in s.unreachable():
+        failure = GraphError(131026)
+    if failure is not None and not s.async_failures:
+        raise failure
+    sent = Sent(
+        id=wamid(),
+        phone_number_id=phone_number_id,
+        to=wa_id,
+        type=kind,
+        payload=payload,
+        timestamp=now_ts(),
+        error=failure.status_error() if failure else None,
+    )
+    emu.world.sent.append(sent)
+    biz = payload.get("biz_opaque_callback_data")
+    emu.status_webhooks(number, sent, category, str(biz) if biz is not None else None)
+    message: dict[str, Any] = {"id": sent.id}
+    if kind == "template":
+        message["message_status"] = "accepted"
+    if s.api_latency_ms:
+        await asyncio.sleep(s.api_latency_ms / 1000)
+    return json_response(
+        {
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": wa_id}],
+            "messages": [message],
         }
-        fields = request.query_params.get("fields")
-        if fields:
-            wanted = {f.strip() for f in fields.split(",")} | {"id"}
-            node = {k: v for k, v in node.items() if k in wanted}
-        return json_response(node)
+    )
+
+
+async def _upload_media(emu: Emulator, phone_number_id: str, request: Request) -> Response:
+    """``POST /{phone-number-id}/media``: multipart ``file`` + ``messaging_product``; ``{"id"}``."""
+    emu.phone(phone_number_id, "post")
+    ctype = request.headers.get("content-type", "")
+    if not ctype.startswith("multipart/form-data"):
+        raise GraphError(100, "media upload must be multipart/form-data")
+    message = BytesParser(policy=HTTP).parsebytes(
+        f"Content-Type: {ctype}\r\n\r\n".encode() + await request.body()
+    )
+    parts = {p.get_param("name", header="content-disposition"): p for p in message.iter_parts()}
+    product, upload = parts.get("messaging_product"), parts.get("file")
+    if product is None or product.get_content().strip() != "whatsapp":
+        raise GraphError(100, "messaging_product must be 'whatsapp'")
+    if upload is None:
+        raise GraphError(100, "The parameter file is required.")
+    declared = parts.get("type")
+    mime = declared.get_content().strip() if declared is not None else upload.get_content_type()
+    if mime not in UPLOAD_TYPES:
+        raise GraphError(
+            131053,
+            f"Param file must be a file with one of the following types: "
+            f"{', '.join(sorted(UPLOAD_TYPES))}. Received file of type '{mime}'.",
+        )
+    data = upload.get_payload(decode=True)
+    media = Media(
+        id=numeric_id(),
+        phone_number_id=phone_number_id,
+        mime_type=mime,
+        data=data if isinstance(data, bytes) else b"",
+    )
+    emu.world.media[media.id] = media
+    return json_response({"id": media.id})
+
+
+async def _list_templates(emu: Emulator, waba_id: str, request: Request) -> Response:
+    emu.waba(waba_id, "get")
+    q = request.query_params
+    rows = [
+        t.public()
+        for t in emu.world.waba_templates(waba_id)
+        if (not q.get("name") or q["name"] in t.name)
+        and (not q.get("status") or t.status == q["status"].upper())
+        and (not q.get("language") or t.language == q["language"])
+        and (not q.get("category") or t.category == q["category"].upper())
+    ]
+    try:
+        limit = max(1, min(int(q.get("limit", 25)), 1000))
+        start = int(base64.b64decode(q["after"]).decode()) + 1 if q.get("after") else 0
+    except (ValueError, TypeError):
+        raise GraphError(100, "limit or after is not valid") from None
+    page = rows[start : start + limit]
+    body: dict[str, Any] = {"data": page}
+    if page:
+        body["paging"] = {"cursors": {"before": _b64(start), "after": _b64(start + len(page) - 1)}}
+        if start + limit < len(rows):
+            nxt = request.url.include_query_params(after=_b64(start + len(page) - 1))
+            body["paging"]["next"] = str(nxt.remove_query_params("access_token"))
+    return json_response(body)
+
+
+async def _create_template(emu: Emulator, waba_id: str, request: Request) -> Response:
+    emu.waba(waba_id, "post")
+    tpl = new_template(waba_id, await _body(request))
+    if emu.world.find_template(waba_id, tpl.name, tpl.language) is not None:
+        raise GraphError(
+            100, f"Content in this language ({tpl.language}) already exists", subcode=2388024
+        )
+    emu.world.templates[tpl.id] = tpl
+    emu.spawn(emu.approve_later(tpl))
+    return json_response({"id": tpl.id, "status": tpl.status, "category": tpl.category})
+
+
+async def _delete_template(emu: Emulator, waba_id: str, request: Request) -> Response:
+    emu.waba(waba_id, "delete")
+    name, hsm_id = request.query_params.get("name"), request.query_params.get("hsm_id")
+    if not name:
+        raise GraphError(100, "name is required")
+    doomed = [
+        t.id
+        for t in emu.world.waba_templates(waba_id)
+        if t.name == name and (hsm_id is None or t.id == hsm_id)
+    ]
+    if not doomed:
+        raise GraphError(100, f"Message template '{name}' not found")
+    for tid in doomed:
+        del emu.world.templates[tid]
+    return json_response({"success": True})

@@ -69,19 +69,57 @@ ERRORS: dict[int, tuple[int, str, str]] = {
         "Template name does not exist in the translation",
         "template name does not exist in the translation",
     ),
+    # The rows below follow Meta's error table (developers.facebook.com/documentation/
+    # business-messaging/whatsapp/support/error-codes): code, HTTP status, title, description.
+    131008: (400, "Required parameter is missing", "The request is missing a required parameter."),
+    131009: (400, "Parameter value is not valid", "One or more parameter values are invalid."),
+    131051: (400, "Unsupported message type", "Unsupported message type."),
+    131053: (400, "Media upload error", "Unable to upload the media used in the message."),
+    132005: (400, "Translated text too long", "Translated text is too long."),
+    132007: (
+        400,
+        "Template Format Character Policy Violated",
+        "Template content violates a WhatsApp policy.",
+    ),
+    132012: (
+        400,
+        "Template Parameter Format Mismatch",
+        "Variable parameter values formatted incorrectly.",
+    ),
+    132015: (
+        400,
+        "Template is Paused",
+        "Template is paused due to low quality so it cannot be sent in a template message.",
+    ),
+    132016: (
+        400,
+        "Template is Disabled",
+        "Template has been paused too many times due to low quality and is now permanently "
+        "disabled.",
+    ),
+    # Graph API's own: a path the API does not have. Its message has no "(#code)" title.
+    2500: (400, "Unknown path components", "Unknown path components"),
 }
+
+# Codes whose body is Graph's plain form: the message is the details, no WhatsApp error_data.
+_PLAIN = {190, 2500}
 
 
 class GraphError(Exception):
     """Raised inside the emulator; rendered as Meta's error JSON."""
 
     def __init__(
-        self, code: int, details: str | None = None, *, subcode: int | None = None
+        self,
+        code: int,
+        details: str | None = None,
+        *,
+        subcode: int | None = None,
+        status: int | None = None,
     ) -> None:
-        status, title, default_details = ERRORS[code]
+        default_status, title, default_details = ERRORS[code]
         super().__init__(f"({code}) {title}")
         self.code = code
-        self.status = status
+        self.status = status or default_status
         self.title = title
         self.details = details or default_details
         self.subcode = subcode
@@ -94,7 +132,7 @@ class GraphError(Exception):
             "error_data": {"messaging_product": "whatsapp", "details": self.details},
             "fbtrace_id": fbtrace_id(),
         }
-        if self.code == 190:  # token errors carry no WhatsApp error_data
+        if self.code in _PLAIN:  # token and path errors carry no WhatsApp error_data
             err["message"] = self.details
             del err["error_data"]
         if self.subcode is not None:
@@ -141,11 +179,15 @@ def now_ts() -> str:
     return str(int(time.time()))
 
 
-def envelope(waba_id: str, field: str, value: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "object": "whatsapp_business_account",
-        "entry": [{"id": waba_id, "changes": [{"value": value, "field": field}]}],
-    }
+def envelope(
+    waba_id: str, field: str, value: dict[str, Any], *, with_time: bool = False
+) -> dict[str, Any]:
+    """A webhook body; WABA-level fields (template updates) carry the entry's ``time``."""
+    entry: dict[str, Any] = {"id": waba_id}
+    if with_time:
+        entry["time"] = int(time.time())
+    entry["changes"] = [{"value": value, "field": field}]
+    return {"object": "whatsapp_business_account", "entry": [entry]}
 
 
 def messages_value(display_phone_number: str, phone_number_id: str, **parts: Any) -> dict[str, Any]:

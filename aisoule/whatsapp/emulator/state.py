@@ -5,6 +5,7 @@ In memory on purpose: an emulator restarts clean, and tests reset it through the
 
 from __future__ import annotations
 
+import hashlib
 import re
 import secrets
 import time
@@ -78,19 +79,31 @@ class Template:
         return out
 
     def dynamic_url_buttons(self) -> list[int]:
-        """Indexes of URL buttons whose URL ends with a variable (needs a parameter when sent)."""
+        """Indexes of buttons that take one parameter when sent: a URL button whose URL has a
+        variable, and an authentication template's OTP button (the code, sent as Meta's
+        sample does: a ``button`` component with ``sub_type: url``)."""
         for comp in self.components:
             if str(comp.get("type", "")).upper() == "BUTTONS":
                 return [
                     i
                     for i, b in enumerate(comp.get("buttons") or [])
-                    if str(b.get("type", "")).upper() == "URL"
-                    and _PLACEHOLDER.search(str(b.get("url") or ""))
+                    if isinstance(b, dict)
+                    and (
+                        str(b.get("type", "")).upper() == "OTP"
+                        or (
+                            str(b.get("type", "")).upper() == "URL"
+                            and _PLACEHOLDER.search(str(b.get("url") or ""))
+                        )
+                    )
                 ]
         return []
 
     def missing_examples(self) -> bool:
-        """A BODY with variables but no ``example`` is what Meta rejects (INVALID_FORMAT)."""
+        """A BODY with variables but no ``example`` is what Meta rejects (INVALID_FORMAT).
+
+        Authentication templates are exempt: their body is Meta's own fixed text."""
+        if self.category == "AUTHENTICATION":
+            return False
         for comp in self.components:
             if str(comp.get("type", "")).upper() == "BODY" and _PLACEHOLDER.search(
                 str(comp.get("text") or "")
@@ -116,6 +129,8 @@ def new_template(waba_id: str, body: Any) -> Template:
         raise GraphError(100, f"category must be one of {', '.join(sorted(CATEGORIES))}")
     if not isinstance(components, list) or not all(isinstance(c, dict) for c in components):
         raise GraphError(100, "components must be a list of objects")
+    if category == "AUTHENTICATION":
+        components = _authentication_components(components)
     bodies = [c for c in components if str(c.get("type", "")).upper() == "BODY"]
     if len(bodies) != 1 or not isinstance(bodies[0].get("text"), str):
         raise GraphError(100, "components needs exactly one BODY with text")
@@ -131,6 +146,60 @@ def new_template(waba_id: str, body: Any) -> Template:
         components=components,
         parameter_format=fmt,
     )
+
+
+def _authentication_components(components: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Meta writes an authentication template's texts itself: the body is its fixed sentence
+    (plus the security recommendation when asked), the footer the code's expiry."""
+    out = []
+    for comp in components:
+        kind = str(comp.get("type", "")).upper()
+        comp = dict(comp)
+        if kind == "BODY" and not isinstance(comp.get("text"), str):
+            text = "*{{1}}* is your verification code."
+            if comp.get("add_security_recommendation"):
+                text += " For your security, do not share this code."
+            comp["text"] = text
+        elif kind == "FOOTER" and comp.get("code_expiration_minutes") is not None:
+            comp.setdefault(
+                "text", f"This code expires in {comp['code_expiration_minutes']} minutes."
+            )
+        out.append(comp)
+    return out
+
+
+def hello_world(waba_id: str) -> Template:
+    """The sample template Meta gives every new WhatsApp Business Account, already APPROVED."""
+    return Template(
+        id=numeric_id(),
+        waba_id=waba_id,
+        name="hello_world",
+        language="en_US",
+        category="UTILITY",
+        components=[
+            {"type": "HEADER", "format": "TEXT", "text": "Hello World"},
+            {
+                "type": "BODY",
+                "text": "Welcome and congratulations!! This message demonstrates your ability "
+                "to send a WhatsApp message notification from the Cloud API, hosted by Meta. "
+                "Thank you for taking the time to test with us.",
+            },
+            {"type": "FOOTER", "text": "WhatsApp Business Platform sample message"},
+        ],
+        parameter_format="POSITIONAL",
+        status="APPROVED",
+    )
+
+
+def check_template_status(tpl: Template | None, name: str, language: str) -> Template:
+    """The template a send names, if it may be sent: Meta's 132001 / 132015 / 132016 if not."""
+    if tpl is not None and tpl.status == "PAUSED":
+        raise GraphError(132015, f"template ({name}) is paused")
+    if tpl is not None and tpl.status == "DISABLED":
+        raise GraphError(132016, f"template ({name}) is disabled")
+    if tpl is None or tpl.status != "APPROVED":
+        raise GraphError(132001, f"template name ({name}) does not exist in {language}")
+    return tpl
 
 
 def check_template_send(tpl: Template, send: dict[str, Any]) -> None:
@@ -173,6 +242,38 @@ def check_template_send(tpl: Template, send: dict[str, Any]) -> None:
             raise GraphError(132000, f"button {index}: a URL button with a variable needs 1 param")
 
 
+# Message types of Meta's send API (POST /{phone-number-id}/messages) the emulator accepts.
+MESSAGE_TYPES = (
+    "text",
+    "template",
+    *MEDIA_TYPES,
+    "interactive",
+    "reaction",
+    "location",
+    "contacts",
+)
+INTERACTIVE_TYPES = (
+    "button",
+    "list",
+    "cta_url",
+    "product",
+    "product_list",
+    "catalog_message",
+    "flow",
+    "location_request_message",
+    "address_message",
+)
+
+
+def _too_long(value: Any, limit: int) -> bool:
+    return isinstance(value, str) and len(value) > limit
+
+
+def _invalid(details: str) -> GraphError:
+    """Meta's answer to a value outside its documented limits: 131009 with the limit."""
+    return GraphError(131009, details)
+
+
 def validate_message(payload: Any) -> str:
     """Meta's send shapes, checked enough to catch real mistakes; answers the message type."""
     if not isinstance(payload, dict):
@@ -183,7 +284,12 @@ def validate_message(payload: Any) -> str:
     if not isinstance(to, str) or not to.lstrip("+").replace(" ", "").replace("-", "").isdigit():
         raise GraphError(100, "to: a phone number in international format is required")
     kind = payload.get("type", "text")
+    if kind not in MESSAGE_TYPES:
+        raise GraphError(100, f"type: unsupported message type '{kind}'")
     obj = payload.get(kind)
+    if kind == "contacts":
+        _validate_contacts(obj)
+        return "contacts"
     if not isinstance(obj, dict):
         raise GraphError(100, f"{kind}: the '{kind}' object is required")
     if kind == "text":
@@ -205,43 +311,126 @@ def validate_message(payload: Any) -> str:
     elif kind == "reaction":
         if not isinstance(obj.get("message_id"), str) or not isinstance(obj.get("emoji"), str):
             raise GraphError(100, "reaction: message_id and emoji are required")
-    elif kind == "location":
-        if "latitude" not in obj or "longitude" not in obj:
-            raise GraphError(100, "location: latitude and longitude are required")
-    else:
-        raise GraphError(100, f"type: unsupported message type '{kind}'")
+    elif kind == "location" and ("latitude" not in obj or "longitude" not in obj):
+        raise GraphError(100, "location: latitude and longitude are required")
     return str(kind)
 
 
+def _validate_contacts(contacts: Any) -> None:
+    """A contacts message: a list of contact cards, each with ``name.formatted_name``."""
+    if not isinstance(contacts, list) or not contacts:
+        raise GraphError(100, "contacts: a non-empty list of contacts is required")
+    for n, card in enumerate(contacts):
+        name = card.get("name") if isinstance(card, dict) else None
+        if not isinstance(name, dict) or not isinstance(name.get("formatted_name"), str):
+            raise GraphError(131008, f"contacts[{n}].name.formatted_name is required")
+
+
 def _validate_interactive(obj: dict[str, Any]) -> None:
+    """Interactive messages, with the limits Meta documents for each (131009 beyond them)."""
     itype = obj.get("type")
     action = obj.get("action")
     body = obj.get("body")
+    header = obj.get("header")
+    footer = obj.get("footer")
+    if itype not in INTERACTIVE_TYPES:
+        raise GraphError(100, f"interactive.type: unsupported '{itype}'")
     if not isinstance(action, dict):
         raise GraphError(100, "interactive.action is required")
-    if itype in ("button", "list") and not (isinstance(body, dict) and body.get("text")):
+    needs_body = itype in ("button", "list", "cta_url", "product_list", "catalog_message")
+    if needs_body and not (isinstance(body, dict) and body.get("text")):
         raise GraphError(100, "interactive.body.text is required")
+    if isinstance(body, dict) and _too_long(body.get("text"), 4096 if itype == "list" else 1024):
+        raise _invalid("interactive.body.text is too long")
+    if isinstance(header, dict) and _too_long(header.get("text"), 60):
+        raise _invalid("Header text length invalid. Max length: 60")
+    if isinstance(footer, dict) and _too_long(footer.get("text"), 60):
+        raise _invalid("Footer text length invalid. Max length: 60")
     if itype == "button":
         buttons = action.get("buttons")
-        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
-            raise GraphError(100, "interactive.action.buttons: 1 to 3 buttons")
+        if not isinstance(buttons, list) or not buttons:
+            raise GraphError(100, "interactive.action.buttons is required")
+        if len(buttons) > 3:
+            raise _invalid("Invalid buttons count. Min allowed buttons: 1, Max allowed buttons: 3")
         for b in buttons:
             reply = b.get("reply") if isinstance(b, dict) else None
             if not isinstance(reply, dict) or not reply.get("id") or not reply.get("title"):
                 raise GraphError(100, "interactive.action.buttons[].reply needs id and title")
-            if len(str(reply["title"])) > 20:
-                raise GraphError(100, "interactive button title is longer than 20 characters")
+            if _too_long(reply["title"], 20):
+                raise _invalid("Button title length invalid. Min length: 1, Max length: 20")
+            if _too_long(reply["id"], 256):
+                raise _invalid("Button id length invalid. Max length: 256")
     elif itype == "list":
         sections = action.get("sections")
         if not action.get("button") or not isinstance(sections, list) or not sections:
             raise GraphError(100, "interactive.action needs button and sections")
+        if _too_long(action["button"], 20):
+            raise _invalid("Button text length invalid. Max length: 20")
+        if len(sections) > 10:
+            raise _invalid("Invalid number of sections. Max allowed: 10")
         rows = [r for s in sections if isinstance(s, dict) for r in (s.get("rows") or [])]
-        if not 1 <= len(rows) <= 10:
-            raise GraphError(100, "interactive list: 1 to 10 rows in all sections")
+        if not rows:
+            raise GraphError(100, "interactive list: at least one row is required")
+        if len(rows) > 10:
+            raise _invalid("Invalid number of rows. Max allowed rows in all sections: 10")
         if not all(isinstance(r, dict) and r.get("id") and r.get("title") for r in rows):
             raise GraphError(100, "interactive list rows need id and title")
-    elif itype not in ("cta_url", "product", "product_list", "flow", "location_request_message"):
-        raise GraphError(100, f"interactive.type: unsupported '{itype}'")
+        for r in rows:
+            if _too_long(r["title"], 24):
+                raise _invalid("Row title length invalid. Max length: 24")
+            if _too_long(r.get("description"), 72):
+                raise _invalid("Row description length invalid. Max length: 72")
+            if _too_long(r["id"], 200):
+                raise _invalid("Row id length invalid. Max length: 200")
+        for sec in sections:
+            if isinstance(sec, dict) and _too_long(sec.get("title"), 24):
+                raise _invalid("Section title length invalid. Max length: 24")
+    elif itype == "cta_url":
+        params = action.get("parameters")
+        if not isinstance(params, dict) or not params.get("display_text") or not params.get("url"):
+            raise GraphError(100, "interactive.action.parameters needs display_text and url")
+        if _too_long(params["display_text"], 20):
+            raise _invalid("Button display_text length invalid. Max length: 20")
+    elif itype == "product":
+        if not action.get("catalog_id") or not action.get("product_retailer_id"):
+            raise GraphError(100, "interactive.action needs catalog_id and product_retailer_id")
+    elif itype == "product_list":
+        if not (isinstance(header, dict) and header.get("type") == "text" and header.get("text")):
+            raise GraphError(100, "interactive.header: a text header is required")
+        sections = action.get("sections")
+        if not action.get("catalog_id") or not isinstance(sections, list) or not sections:
+            raise GraphError(100, "interactive.action needs catalog_id and sections")
+        if len(sections) > 10:
+            raise _invalid("Invalid number of sections. Max allowed: 10")
+        items = [i for s in sections if isinstance(s, dict) for i in (s.get("product_items") or [])]
+        if not items or not all(
+            isinstance(i, dict) and i.get("product_retailer_id") for i in items
+        ):
+            raise GraphError(100, "interactive product_list sections need product_items")
+        if len(items) > 30:
+            raise _invalid("Invalid number of products. Max allowed products: 30")
+    elif itype == "catalog_message" and action.get("name") != "catalog_message":
+        raise GraphError(100, "interactive.action.name must be 'catalog_message'")
+
+
+@dataclass
+class Media:
+    """A media file: what ``GET /{media-id}`` describes and its download URL serves."""
+
+    id: str
+    phone_number_id: str
+    mime_type: str
+    data: bytes
+
+    def public(self, url: str) -> dict[str, Any]:
+        return {
+            "messaging_product": "whatsapp",
+            "url": url,
+            "mime_type": self.mime_type,
+            "sha256": hashlib.sha256(self.data).hexdigest(),
+            "file_size": len(self.data),
+            "id": self.id,
+        }
 
 
 @dataclass
@@ -270,8 +459,9 @@ class World:
         self.inbound_ids: dict[str, str] = {}  # inbound wamid -> the phone_number_id it went to
         self.inbound: list[dict[str, Any]] = []
         self.failures: list[int] = []  # error codes the next sends answer (control API)
-        self.media: dict[str, dict[str, Any]] = {}  # uploads: id -> mime_type, file_size
+        self.media: dict[str, Media] = {}  # uploads (and inbound media): id -> the file
         self.deliveries: list[dict[str, Any]] = []  # webhook attempts, for inspection
+        self.wabas_seen: set[str] = set()  # WABAs already given their hello_world
         self._second: dict[str, deque[float]] = {}
         self._pair: dict[tuple[str, str], tuple[float, float]] = {}  # tokens, at
 
@@ -322,6 +512,13 @@ class World:
         while (new := f"1555{secrets.randbelow(10**7):07d}") in taken:
             pass
         return new
+
+    def ensure_waba(self, waba_id: str) -> None:
+        """A WABA the world has not seen gets Meta's ``hello_world`` sample template."""
+        if waba_id not in self.wabas_seen:
+            self.wabas_seen.add(waba_id)
+            tpl = hello_world(waba_id)
+            self.templates[tpl.id] = tpl
 
     def waba_templates(self, waba_id: str) -> list[Template]:
         return [t for t in self.templates.values() if t.waba_id == waba_id]
