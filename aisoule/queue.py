@@ -18,6 +18,7 @@ log = structlog.get_logger(__name__)
 
 # Task names (the worker registers one function for each).
 SEND_MESSAGE = "messages.send"
+SEND_BATCH = "messages.send_batch"  # a list of message ids (messages.enqueue_batch)
 PROCESS_WEBHOOKS = "webhooks.process"
 SYNC_TEMPLATES = "templates.sync"
 

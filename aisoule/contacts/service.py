@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aisoule.contacts.repository import ContactRepository, Row, counts_of
+from aisoule.contacts.repository import ConsentRepository, ContactRepository, Row, counts_of
 from aisoule.contacts.schemas import (
     ContactCreateApi,
     ContactUpdateApi,
@@ -291,17 +293,52 @@ async def ensure_by_phone(
     )
 
 
+def _reference(reference: str) -> tuple[str, Any] | None:
+    """(column, value) of an /api uuid or a /v1 ``cnt_`` id; None when it is neither."""
+    number = parse_v1_id(reference)
+    if number is not None:
+        return "number", number
+    parsed = parse_uuid(reference)
+    return None if parsed is None else ("uuid", parsed)
+
+
+Extra = Callable[[Any], Mapping[str, Any]]
+
+
+async def find_recipient(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    *,
+    reference: str | None = None,
+    phone: str | None = None,
+    extra: Extra | None = None,
+) -> Row | None:
+    """The contact named by ``reference`` (an /api uuid or a /v1 ``cnt_`` id) or ``phone``
+    (E.164), with its consent (``opted_out_at``, ``opt_out_reason``) and the columns ``extra``
+    makes from the contact id column (another domain's state, e.g. the conversation's window), in
+    one statement: a sender's whole view of the recipient in one round trip."""
+    if reference is not None:
+        found = _reference(reference)
+        if found is None:
+            return None
+        by, value = found
+    else:
+        assert phone is not None
+        by, value = "phone", phone
+    return await ContactRepository(session).with_consent(workspace_id, by, value, extra)
+
+
 async def find_for_message(
     session: AsyncSession, workspace_id: uuid.UUID, reference: str
 ) -> Row | None:
     """A contact named by an /api uuid or a /v1 ``cnt_`` id (None when neither matches)."""
-    number = parse_v1_id(reference)
-    if number is not None:
-        return await ContactRepository(session).get_by_number(workspace_id, number)
-    parsed = parse_uuid(reference)
-    if parsed is None:
+    found = _reference(reference)
+    if found is None:
         return None
-    return await ContactRepository(session).get_by_uuid(workspace_id, parsed)
+    by, value = found
+    if by == "number":
+        return await ContactRepository(session).get_by_number(workspace_id, value)
+    return await ContactRepository(session).get_by_uuid(workspace_id, value)
 
 
 async def v1_ids(
@@ -311,3 +348,56 @@ async def v1_ids(
     representations (a message names its contact so)."""
     numbers = await ContactRepository(session).numbers_of(workspace_id, contact_ids)
     return {contact_id: v1_id(number) for contact_id, number in numbers.items()}
+
+
+# -- WhatsApp consent ---------------------------------------------------------------------------
+# What WhatsApp told us about a contact: their wa_id and profile name, and whether they opted out
+# (STOP, or Meta's 131050). Sending reads it (find_recipient, opted_out_among); the inbound
+# webhook and the send worker write it.
+
+
+@dataclass(frozen=True, slots=True)
+class Consent:
+    opted_out_at: datetime | None
+    opt_out_reason: str | None
+
+
+async def consent_state(session: AsyncSession, contact_id: int) -> Consent:
+    row = await ConsentRepository(session).get(contact_id)
+    if row is None:
+        return Consent(None, None)
+    return Consent(row["opted_out_at"], row["opt_out_reason"])
+
+
+async def opted_out_among(session: AsyncSession, contact_ids: Iterable[int]) -> set[int]:
+    """Which of these contacts opted out (one statement, for a batch of recipients)."""
+    return await ConsentRepository(session).opted_out_among(contact_ids)
+
+
+async def record_whatsapp_identity(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    contact_id: int,
+    *,
+    wa_id: str,
+    profile_name: str | None,
+) -> None:
+    """The contact wrote in: remember their wa_id and profile name (consent unchanged)."""
+    await ConsentRepository(session).upsert(
+        workspace_id, contact_id, utcnow(), wa_id=wa_id, profile_name=profile_name
+    )
+
+
+async def opt_out(
+    session: AsyncSession, workspace_id: uuid.UUID, contact_id: int, reason: str
+) -> None:
+    now = utcnow()
+    await ConsentRepository(session).upsert(
+        workspace_id, contact_id, now, opted_out_at=now, opt_out_reason=reason
+    )
+
+
+async def opt_in(session: AsyncSession, workspace_id: uuid.UUID, contact_id: int) -> None:
+    await ConsentRepository(session).upsert(
+        workspace_id, contact_id, utcnow(), opted_out_at=None, opt_out_reason=None
+    )

@@ -3,20 +3,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule.messages import status as st
-from aisoule.models import (
-    ContactWhatsApp,
-    Conversation,
-    Message,
-    MessageStatusEvent,
-    MessageTemplate,
-)
+from aisoule.models import Message, MessageStatusEvent
+
+T = cast(Table, Message.__table__)
 
 
 def _insert(session: AsyncSession, table: Any) -> Any:
@@ -25,6 +21,9 @@ def _insert(session: AsyncSession, table: Any) -> Any:
 
 
 class MessageRepository:
+    """SQL on messages and their status history only (consent, conversations and templates are
+    their domains')."""
+
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
@@ -99,12 +98,21 @@ class MessageRepository:
         total = await self.session.execute(select(func.count()).select_from(Message).where(where))
         return rows.scalars().all(), int(total.scalar_one())
 
-    async def claim(self, message_id: uuid.UUID, now: datetime) -> bool:
-        """Queued → sending, once: two workers given the same id cannot both send it."""
+    async def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Many messages in one INSERT (one statement, one round trip: a multi-row VALUES)."""
+        if rows:
+            await self.session.execute(insert(T).values(list(rows)))
+
+    async def claim(self, message_ids: Sequence[uuid.UUID], now: datetime) -> Sequence[Message]:
+        """Queued (and due) → sending, once, in one statement: the rows claimed here, as they are
+        now. Two workers given the same ids never both claim one (the row's update is atomic;
+        on PostgreSQL the second waits for the first's commit and then no longer matches)."""
+        if not message_ids:
+            return []
         result = await self.session.execute(
             update(Message)
             .where(
-                Message.id == message_id,
+                Message.id.in_(message_ids),
                 Message.status == st.QUEUED,
                 or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
             )
@@ -114,9 +122,43 @@ class MessageRepository:
                 attempts=Message.attempts + 1,
                 updated_at=now,
             )
+            .returning(Message)
             .execution_options(synchronize_session=False)
         )
-        return bool(getattr(result, "rowcount", 0))
+        return result.scalars().all()
+
+    async def apply_outcomes(self, changes: Sequence[dict[str, Any]]) -> None:
+        """Send outcomes (id, status, wamid, error, next_attempt_at, updated_at), one statement
+        for any number of messages (executemany)."""
+        if not changes:
+            return
+        stmt = (
+            update(T)
+            .where(T.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                status_rank=bindparam("b_rank"),
+                wamid=bindparam("b_wamid"),
+                error=bindparam("b_error", type_=T.c.error.type),
+                next_attempt_at=bindparam("b_next", type_=T.c.next_attempt_at.type),
+                updated_at=bindparam("b_updated", type_=T.c.updated_at.type),
+            )
+        )
+        await self.session.execute(
+            stmt,
+            [
+                {
+                    "b_id": c["id"],
+                    "b_status": c["status"],
+                    "b_rank": st.RANK[c["status"]],
+                    "b_wamid": c["wamid"],
+                    "b_error": c["error"],
+                    "b_next": c["next_attempt_at"],
+                    "b_updated": c["updated_at"],
+                }
+                for c in changes
+            ],
+        )
 
     async def due(self, now: datetime, quiet_since: datetime, limit: int) -> Sequence[uuid.UUID]:
         """Queued messages a lost task left behind, or whose retry time has come."""
@@ -196,74 +238,5 @@ class MessageRepository:
             select(MessageStatusEvent)
             .where(MessageStatusEvent.message_id == message_id)
             .order_by(MessageStatusEvent.at, MessageStatusEvent.id)
-        )
-        return result.scalars().all()
-
-    # -- conversations and opt-outs ------------------------------------------------------------
-
-    async def open_window(
-        self, workspace_id: uuid.UUID, account_id: uuid.UUID, contact_id: int, at: datetime
-    ) -> None:
-        """The customer wrote at ``at``: their 24-hour window on this number runs from the latest
-        such time (a late, out-of-order webhook never moves it back)."""
-        stmt = _insert(self.session, Conversation).values(
-            workspace_id=workspace_id,
-            account_id=account_id,
-            contact_id=contact_id,
-            last_inbound_at=at,
-            last_message_at=at,
-        )
-        new = stmt.excluded
-        latest = func.max if self.session.get_bind().dialect.name == "sqlite" else func.greatest
-        sets = {
-            col: func.coalesce(
-                latest(getattr(Conversation, col), getattr(new, col)), getattr(new, col)
-            )
-            for col in ("last_inbound_at", "last_message_at")
-        }
-        await self.session.execute(
-            stmt.on_conflict_do_update(index_elements=["account_id", "contact_id"], set_=sets)
-        )
-
-    async def recipient_state(
-        self, account_id: uuid.UUID, contact_id: int
-    ) -> tuple[datetime | None, str | None, datetime | None]:
-        """(opted_out_at, opt_out_reason, last_inbound_at on this number), in one round trip."""
-        cw = ContactWhatsApp
-        result = await self.session.execute(
-            select(
-                select(cw.opted_out_at).where(cw.contact_id == contact_id).scalar_subquery(),
-                select(cw.opt_out_reason).where(cw.contact_id == contact_id).scalar_subquery(),
-                select(Conversation.last_inbound_at)
-                .where(Conversation.account_id == account_id, Conversation.contact_id == contact_id)
-                .scalar_subquery(),
-            )
-        )
-        row = result.one()
-        return row[0], row[1], row[2]
-
-    async def upsert_contact_whatsapp(
-        self, workspace_id: uuid.UUID, contact_id: int, now: datetime, **values: Any
-    ) -> None:
-        stmt = _insert(self.session, ContactWhatsApp).values(
-            contact_id=contact_id, workspace_id=workspace_id, updated_at=now, **values
-        )
-        await self.session.execute(
-            stmt.on_conflict_do_update(
-                index_elements=["contact_id"], set_={"updated_at": now, **values}
-            )
-        )
-
-    # -- templates (read for the pre-send checks) ----------------------------------------------
-
-    async def templates_named(
-        self, workspace_id: uuid.UUID, account_id: uuid.UUID, name: str
-    ) -> Sequence[MessageTemplate]:
-        result = await self.session.execute(
-            select(MessageTemplate).where(
-                MessageTemplate.workspace_id == workspace_id,
-                or_(MessageTemplate.account_id == account_id, MessageTemplate.account_id.is_(None)),
-                MessageTemplate.name == name,
-            )
         )
         return result.scalars().all()

@@ -3,8 +3,10 @@ message forward from Meta's answers and status webhooks (never backwards)."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,18 +17,21 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aisoule import queue
 from aisoule.accounts import service as accounts
 from aisoule.contacts import service as contacts
+from aisoule.conversations import service as conversations
 from aisoule.db.engine import outside_transaction
 from aisoule.exceptions import Conflict, NotFound, ValidationFailed
 from aisoule.kit import http
 from aisoule.kit.ids import parse_uuid
-from aisoule.kit.phone import InvalidPhone, digits_only, normalize_phone
+from aisoule.kit.phone import InvalidPhone, normalize_phone
 from aisoule.kit.time import iso_z, utcnow
+from aisoule.messages import checks, payload
 from aisoule.messages import status as st
 from aisoule.messages.repository import MessageRepository
-from aisoule.messages.schemas import MEDIA_TYPES, MessageSend, TemplatePayload
-from aisoule.models import Message, MessageStatusEvent, MessageTemplate, WhatsAppAccount
+from aisoule.messages.schemas import MEDIA_TYPES, MessageSend
+from aisoule.models import Message, MessageStatusEvent, WhatsAppAccount
 from aisoule.runtime import Runtime
-from aisoule.whatsapp import media, template_params
+from aisoule.templates import service as templates
+from aisoule.whatsapp import media
 from aisoule.whatsapp.provider import (
     ErrorClass,
     MetaAPIError,
@@ -38,7 +43,6 @@ from aisoule.whatsapp.provider import (
 
 log = structlog.get_logger(__name__)
 
-WINDOW = timedelta(hours=24)
 MESSAGE_NOT_FOUND = "Message not found"
 
 
@@ -61,35 +65,27 @@ async def send(
     account = await accounts.for_sending(session, workspace_id, data.account_id)
     # A free-form message needs a customer who wrote in, so it never creates a contact: nothing
     # is written before its media check (network I/O, outside any write transaction).
-    contact = await _recipient(session, workspace_id, data.to, create=data.type == "template")
-    opted_out_at, opt_out_reason, last = (
-        await repo.recipient_state(account.id, contact["id"]) if contact else (None, None, None)
-    )
-    if opted_out_at is not None:
-        raise ValidationFailed(
-            f"to: this contact opted out of WhatsApp messages on {iso_z(opted_out_at)} "
-            f"({opt_out_reason or 'opt-out'}); no message can be sent to them until they reply START",
-            field="to",
-            code="contact_opted_out",
+    contact = await _recipient(session, workspace_id, account.id, data)
+    state = checks.RecipientState()
+    if contact is not None:
+        state = checks.RecipientState(
+            opted_out_at=contact.get("opted_out_at"),
+            opt_out_reason=contact.get("opt_out_reason"),
+            last_inbound_at=contact.get("last_inbound_at"),
         )
-    template: MessageTemplate | None = None
+    checks.consent(state)  # before the template lookup: an opted-out contact costs no more
     if data.type == "template":
         assert data.template is not None
-        template = await _check_template(session, workspace_id, account, data.template)
-    else:
-        if last is None or utcnow() - last > WINDOW:
-            since = f"last wrote {iso_z(last)}" if last else "has never written to this number"
-            raise ValidationFailed(
-                f"type: a free-form {data.type} message can only be sent within 24 hours of the "
-                f"customer's last message (this customer {since}); send an approved template "
-                "instead (type: template), as Meta would refuse it with error 131047",
-                field="type",
-                code="outside_24h_window",
-            )
+        found = await templates.named_for_sending(
+            session, workspace_id, account.id, data.template.name
+        )
+        state = dataclasses.replace(state, templates=found)
+    template = checks.check(data, state, utcnow())
     if data.type in MEDIA_TYPES:
         async with outside_transaction(session):
             await _check_media(rt.http_policy, data)
-    payload, preview = _payload(data, contact["phone"], template)
+    assert contact is not None  # checks.window refused a free-form message to a stranger
+    body, preview = payload.build(data, contact["phone"], template)
     now = utcnow()
     message = Message(
         id=uuid.uuid4(),
@@ -99,7 +95,7 @@ async def send(
         direction="outbound",
         type=data.type,
         phone=contact["phone"],
-        payload=payload,
+        payload=body,
         preview=preview,
         status=st.QUEUED,
         status_rank=st.RANK[st.QUEUED],
@@ -123,12 +119,20 @@ async def send(
 
 
 async def _recipient(
-    session: AsyncSession, workspace_id: uuid.UUID, to: str, *, create: bool
+    session: AsyncSession, workspace_id: uuid.UUID, account_id: uuid.UUID, data: MessageSend
 ) -> Any:
-    """The contact ``to`` names; a phone number with no contact yet is created (``create``) or
-    answers None."""
+    """The contact ``data.to`` names, with its consent and (free-form messages) when it last
+    wrote to this account, in one statement. A phone number with no contact yet: created for a
+    template, None for a free-form message."""
+    extra: contacts.Extra | None = None
+    if data.type != "template":
+
+        def extra(contact_id: Any) -> dict[str, Any]:
+            return {"last_inbound_at": conversations.last_inbound_column(account_id, contact_id)}
+
+    to = data.to
     if to.startswith("cnt_") or parse_uuid(to) is not None:
-        row = await contacts.find_for_message(session, workspace_id, to)
+        row = await contacts.find_recipient(session, workspace_id, reference=to, extra=extra)
         if row is None:
             raise ValidationFailed("to: no such contact in this workspace", field="to")
         return row
@@ -138,61 +142,10 @@ async def _recipient(
         raise ValidationFailed(
             f"to: {exc} (give a phone number with country code or a contact id)", field="to"
         ) from None
-    if not create:
-        return await contacts.find_by_phone(session, workspace_id, phone)
-    row, _ = await contacts.ensure_by_phone(session, workspace_id, phone)
+    row = await contacts.find_recipient(session, workspace_id, phone=phone, extra=extra)
+    if row is None and data.type == "template":
+        row, _ = await contacts.ensure_by_phone(session, workspace_id, phone)
     return row
-
-
-async def _check_template(
-    session: AsyncSession, workspace_id: uuid.UUID, account: WhatsAppAccount, t: TemplatePayload
-) -> MessageTemplate:
-    found = await MessageRepository(session).templates_named(workspace_id, account.id, t.name)
-    if not found:
-        raise ValidationFailed(
-            f"template.name: no template named '{t.name}' on this account; create it with "
-            "POST /api/templates or pull Meta's with POST /api/templates/sync",
-            field="template.name",
-            code="template_not_found",
-        )
-    match = next((x for x in found if x.language == t.language), None)
-    if match is None:
-        langs = ", ".join(sorted(x.language for x in found))
-        raise ValidationFailed(
-            f"template.language: '{t.name}' exists in {langs}, not in {t.language}",
-            field="template.language",
-            code="template_language",
-        )
-    if match.status != "APPROVED":
-        why = f" ({match.rejected_reason})" if match.rejected_reason else ""
-        raise ValidationFailed(
-            f"template.name: '{t.name}' ({t.language}) is {match.status}{why}; only APPROVED "
-            "templates can be sent",
-            field="template.name",
-            code="template_not_approved",
-        )
-    problems = template_params.mismatches(
-        match.components, _send_components(t, match), match.parameter_format
-    )
-    if problems:
-        raise ValidationFailed(
-            f"template.parameters: {'; '.join(problems)} (Meta would answer error 132000)",
-            field="template.parameters",
-            code="template_parameters",
-        )
-    return match
-
-
-def _send_components(t: TemplatePayload, tpl: MessageTemplate) -> list[dict[str, Any]]:
-    if t.components is not None:
-        return t.components
-    if t.parameters is None:
-        return []
-    if isinstance(t.parameters, dict):
-        params = [{"type": "text", "parameter_name": k, "text": v} for k, v in t.parameters.items()]
-    else:
-        params = [{"type": "text", "text": v} for v in t.parameters]
-    return [{"type": "body", "parameters": params}] if params else []
 
 
 async def _check_media(policy: http.Policy, data: MessageSend) -> None:
@@ -225,77 +178,92 @@ async def _check_media(policy: http.Policy, data: MessageSend) -> None:
         raise ValidationFailed(f"{field}: {why}", field=field, code="unsupported_media")
 
 
-def _payload(
-    data: MessageSend, phone: str, template: MessageTemplate | None
-) -> tuple[dict[str, Any], str | None]:
-    """Meta's message JSON, and a short text for lists."""
-    body: dict[str, Any] = {
-        "messaging_product": "whatsapp",
-        "recipient_type": "individual",
-        "to": digits_only(phone),
-        "type": data.type,
-    }
+# -- sending many: one statement, one task --------------------------------------------------------
+
+BATCH_MAX = 1000  # rows in one INSERT: well under both databases' limit of bound parameters
+
+
+@dataclass(frozen=True, slots=True)
+class BatchItem:
+    """One message of a batch, already checked by the caller (checks.py, consent, its own rules):
+    ``payload`` is Meta's message JSON (payload.build, or a campaign's rendering of a template).
+    ``recipient_ref`` names the caller's recipient (e.g. a campaign recipient's id): stored on the
+    message and sent to Meta as ``biz_opaque_callback_data``, which its status webhooks echo."""
+
+    contact_id: int | None
+    phone: str  # E.164 with +
+    payload: dict[str, Any]
     preview: str | None = None
-    if data.type == "text":
-        text = data.text
-        assert text is not None
-        obj: dict[str, Any] = (
-            {"body": text, "preview_url": False} if isinstance(text, str) else text.model_dump()
+    template_id: uuid.UUID | None = None
+    recipient_ref: str | None = None
+
+
+async def enqueue_batch(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    account: WhatsAppAccount,
+    items: Sequence[BatchItem],
+    *,
+    campaign_id: uuid.UUID | None = None,
+) -> list[uuid.UUID]:
+    """Write ``items`` as ``queued`` messages in one statement, and one task that sends them all,
+    enqueued after the caller's commit (whoever commits the session flushes it): the message ids,
+    in the order of ``items``. The reconciler sends whatever a lost task leaves behind."""
+    if account.workspace_id != workspace_id:
+        raise ValueError("enqueue_batch: the account is not this workspace's")
+    if len(items) > BATCH_MAX:
+        raise ValueError(f"enqueue_batch: at most {BATCH_MAX} messages at a time")
+    if not items:
+        return []
+    now = utcnow()
+    rows: list[dict[str, Any]] = []
+    for item in items:
+        body = item.payload
+        if item.recipient_ref is not None and "biz_opaque_callback_data" not in body:
+            body = {**body, "biz_opaque_callback_data": item.recipient_ref}
+        rows.append(
+            {
+                "id": uuid.uuid4(),
+                "workspace_id": workspace_id,
+                "account_id": account.id,
+                "contact_id": item.contact_id,
+                "direction": "outbound",
+                "type": str(body.get("type") or "text"),
+                "phone": item.phone,
+                "payload": body,
+                "preview": item.preview,
+                "status": st.QUEUED,
+                "status_rank": st.RANK[st.QUEUED],
+                "template_id": item.template_id,
+                "campaign_id": campaign_id,
+                "recipient_ref": item.recipient_ref,
+                "attempts": 0,
+                "created_at": now,
+                "updated_at": now,
+            }
         )
-        body["text"] = obj
-        preview = str(obj["body"])
-    elif data.type == "template":
-        assert data.template is not None and template is not None
-        t = data.template
-        tpl: dict[str, Any] = {"name": t.name, "language": {"code": t.language}}
-        components = _send_components(t, template)
-        if components:
-            tpl["components"] = components
-        body["template"] = tpl
-        preview = _template_text(template, components)
-    elif data.type in MEDIA_TYPES:
-        obj = getattr(data, data.type).model_dump(exclude_none=True)
-        obj.pop("mime_type", None)
-        body[data.type] = obj
-        preview = obj.get("caption") or f"[{data.type}]"
-    else:
-        body["interactive"] = data.interactive
-        inner = data.interactive or {}
-        preview = str((inner.get("body") or {}).get("text") or "[interactive]")
-    return body, preview
+    await MessageRepository(session).add_many(rows)
+    ids = [r["id"] for r in rows]
+    queue.after_commit(session, queue.SEND_BATCH, [str(i) for i in ids])
+    return ids
 
 
-def _template_text(template: MessageTemplate, components: list[dict[str, Any]]) -> str | None:
-    text = next(
-        (c.get("text") for c in template.components if str(c.get("type", "")).upper() == "BODY"),
-        None,
-    )
-    if not text:
-        return f"[template {template.name}]"
-    params = template_params.given(components).get("body", [])
-    names = template_params.placeholders(text)
-    for i, name in enumerate(names):
-        by_name = next((p for p in params if p.get("parameter_name") == name), None)
-        p = by_name or (params[i] if i < len(params) else None)
-        if p is not None:
-            text = text.replace("{{" + name + "}}", str(p.get("text", "")))
-    return str(text)
+# -- the worker's side: one path for one message and for a batch --------------------------------
 
 
-# -- the worker's side --------------------------------------------------------------------------
-
-
-async def claim(session: AsyncSession, message_id: uuid.UUID) -> bool:
-    """Queued → sending, once (two workers given the same id cannot both send it)."""
-    return await MessageRepository(session).claim(message_id, utcnow())
-
-
-async def load_for_send(
-    session: AsyncSession, message_id: uuid.UUID
-) -> tuple[Message, WhatsAppAccount] | None:
-    message = await MessageRepository(session).get_any(message_id)
-    account = await accounts.get_by_id(session, message.account_id) if message else None
-    return None if message is None or account is None else (message, account)
+async def claim(
+    session: AsyncSession, message_ids: Sequence[uuid.UUID]
+) -> list[tuple[Message, WhatsAppAccount]]:
+    """Queued → sending, once, in one statement: the messages claimed here (two workers given the
+    same ids never both claim one), with their accounts, in the order of ``message_ids``."""
+    claimed = await MessageRepository(session).claim(message_ids, utcnow())
+    found: dict[uuid.UUID, WhatsAppAccount | None] = {}
+    for m in claimed:
+        if m.account_id not in found:
+            found[m.account_id] = await accounts.get_by_id(session, m.account_id)
+    order = {mid: i for i, mid in enumerate(message_ids)}
+    out = [(m, a) for m in claimed if (a := found[m.account_id]) is not None]
+    return sorted(out, key=lambda pair: order[pair[0].id])
 
 
 SendOutcome = SentMessage | MetaAPIError | SendOutcomeUnknown | ProviderUnavailable
@@ -315,73 +283,86 @@ async def send_to_meta(rt: Runtime, message: Message, account: WhatsAppAccount) 
         return exc
 
 
-async def record_outcome(
-    session: AsyncSession, rt: Runtime, message_id: uuid.UUID, outcome: SendOutcome
+async def record_outcomes(
+    session: AsyncSession, rt: Runtime, outcomes: Sequence[tuple[Message, SendOutcome]]
 ) -> None:
-    """Meta's answer onto the message: accepted (wamid), failed, retried later, or unknown."""
-    message = await MessageRepository(session).get_any(message_id)
-    if message is None:  # pragma: no cover - deleted meanwhile
-        return
+    """Meta's answers onto the claimed messages (as ``claim`` returned them): accepted (wamid),
+    failed, retried later, or unknown; one statement for the messages and one for their history,
+    however many there are."""
+    now = utcnow()
+    changes: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    for message, outcome in outcomes:
+        change = await _outcome(session, rt, message, outcome, now)
+        changes.append(change)
+        if change["status"] != st.QUEUED:  # a retry later is no new status
+            events.append(
+                {
+                    "message_id": message.id,
+                    "status": change["status"],
+                    "at": now,
+                    "error": change["error"] if change["status"] == st.FAILED else None,
+                }
+            )
+    repo = MessageRepository(session)
+    await repo.apply_outcomes(changes)
+    await repo.add_status_events(events)
+
+
+async def _outcome(
+    session: AsyncSession, rt: Runtime, message: Message, outcome: SendOutcome, now: datetime
+) -> dict[str, Any]:
+    """The message's columns after ``outcome`` (and its side effects on the account or consent)."""
+    change: dict[str, Any] = {
+        "id": message.id,
+        "status": st.ACCEPTED,
+        "wamid": message.wamid,
+        "error": message.error,
+        "next_attempt_at": message.next_attempt_at,
+        "updated_at": now,
+    }
     if isinstance(outcome, MetaAPIError):
-        await _failed_send(session, rt, message, outcome)
-    elif isinstance(outcome, SendOutcomeUnknown):
-        log.warning("send_outcome_unknown", message_id=str(message.id), error=str(outcome))
-        await _set_status(session, message, st.UNKNOWN, utcnow())
-    elif isinstance(outcome, ProviderUnavailable):
-        await _retry_later(session, rt, message, _error("unreachable", str(outcome), None, True))
-    else:
-        message.wamid = outcome.message_id
-        message.error = None  # an earlier attempt's retryable error is history now
-        await _set_status(session, message, st.ACCEPTED, utcnow())
-
-
-async def _failed_send(
-    session: AsyncSession, rt: Runtime, message: Message, exc: MetaAPIError
-) -> None:
-    error = _error(exc.code, exc.title or exc.message, exc.details, exc.retryable)
-    if exc.classification is ErrorClass.retryable:
-        await _retry_later(session, rt, message, error)
-        return
-    if exc.classification is ErrorClass.account:
-        await accounts.mark_token_invalid(
-            session, message.account_id, f"({exc.code}) {exc.message}"
+        error = _error(
+            outcome.code, outcome.title or outcome.message, outcome.details, outcome.retryable
         )
-    if exc.code == 131050 and message.contact_id is not None:
-        await opt_out(session, message.workspace_id, message.contact_id, "meta_131050")
-    message.error = error
-    await _set_status(session, message, st.FAILED, utcnow(), error)
+        if outcome.classification is ErrorClass.retryable:
+            return _retry_later(rt, message, error, change, now)
+        if outcome.classification is ErrorClass.account:
+            await accounts.mark_token_invalid(
+                session, message.account_id, f"({outcome.code}) {outcome.message}"
+            )
+        if outcome.code == 131050 and message.contact_id is not None:
+            await contacts.opt_out(session, message.workspace_id, message.contact_id, "meta_131050")
+        return change | {"status": st.FAILED, "error": error}
+    if isinstance(outcome, SendOutcomeUnknown):
+        log.warning("send_outcome_unknown", message_id=str(message.id), error=str(outcome))
+        return change | {"status": st.UNKNOWN}
+    if isinstance(outcome, ProviderUnavailable):
+        return _retry_later(
+            rt, message, _error("unreachable", str(outcome), None, True), change, now
+        )
+    # An earlier attempt's retryable error is history now.
+    return change | {"wamid": outcome.message_id, "error": None}
 
 
-async def _retry_later(
-    session: AsyncSession, rt: Runtime, message: Message, error: dict[str, Any]
-) -> None:
+def _retry_later(
+    rt: Runtime, message: Message, error: dict[str, Any], change: dict[str, Any], now: datetime
+) -> dict[str, Any]:
     if message.attempts >= rt.settings.send_max_attempts:
-        message.error = {**error, "retryable": False, "attempts": message.attempts}
-        await _set_status(session, message, st.FAILED, utcnow(), message.error)
-        return
+        return change | {
+            "status": st.FAILED,
+            "error": {**error, "retryable": False, "attempts": message.attempts},
+        }
     delay = min(300.0, 2.0**message.attempts)
-    message.status, message.status_rank = st.QUEUED, st.RANK[st.QUEUED]
-    message.next_attempt_at = utcnow() + timedelta(seconds=delay)
-    message.error = {**error, "retryable": True, "attempts": message.attempts}
-    message.updated_at = utcnow()
-    await session.flush()
+    return change | {
+        "status": st.QUEUED,
+        "next_attempt_at": now + timedelta(seconds=delay),
+        "error": {**error, "retryable": True, "attempts": message.attempts},
+    }
 
 
 def _error(code: Any, title: str | None, details: str | None, retryable: bool) -> dict[str, Any]:
     return {"code": code, "title": title, "details": details, "retryable": retryable}
-
-
-async def _set_status(
-    session: AsyncSession,
-    message: Message,
-    status: str,
-    at: datetime,
-    error: dict[str, Any] | None = None,
-) -> None:
-    message.status, message.status_rank = status, st.RANK[status]
-    message.updated_at = utcnow()
-    await session.flush()
-    await MessageRepository(session).add_status_event(message.id, status, at, error)
 
 
 # -- webhooks' side -----------------------------------------------------------------------------
@@ -418,7 +399,7 @@ async def apply_status(
             classify(code if isinstance(code, int) else None, 400) is ErrorClass.retryable,
         )
         if code == 131050 and message.contact_id is not None:
-            await opt_out(session, message.workspace_id, message.contact_id, "meta_131050")
+            await contacts.opt_out(session, message.workspace_id, message.contact_id, "meta_131050")
     await repo.add_status_event(message.id, status, at, error)
     if st.moves_forward(message.status, status):
         message.status, message.status_rank = status, st.RANK[status]
@@ -481,10 +462,10 @@ async def record_inbound(
         phone = "+" + wa_id.lstrip("+")
     contact, _ = await contacts.ensure_by_phone(session, account.workspace_id, phone, profile_name)
     now = utcnow()
-    await repo.upsert_contact_whatsapp(
-        account.workspace_id, contact["id"], now, wa_id=wa_id, profile_name=profile_name
+    await contacts.record_whatsapp_identity(
+        session, account.workspace_id, contact["id"], wa_id=wa_id, profile_name=profile_name
     )
-    await repo.open_window(account.workspace_id, account.id, contact["id"], at)
+    await conversations.open_window(session, account.workspace_id, account.id, contact["id"], at)
     message = Message(
         id=uuid.uuid4(),
         workspace_id=account.workspace_id,
@@ -519,21 +500,6 @@ def inbound_preview(kind: str, payload: dict[str, Any]) -> str:
     if isinstance(obj, dict) and obj.get("caption"):
         return str(obj["caption"])
     return f"[{kind}]"
-
-
-async def opt_out(
-    session: AsyncSession, workspace_id: uuid.UUID, contact_id: int, reason: str
-) -> None:
-    now = utcnow()
-    await MessageRepository(session).upsert_contact_whatsapp(
-        workspace_id, contact_id, now, opted_out_at=now, opt_out_reason=reason
-    )
-
-
-async def opt_in(session: AsyncSession, workspace_id: uuid.UUID, contact_id: int) -> None:
-    await MessageRepository(session).upsert_contact_whatsapp(
-        workspace_id, contact_id, utcnow(), opted_out_at=None, opt_out_reason=None
-    )
 
 
 # -- reading ------------------------------------------------------------------------------------
@@ -634,9 +600,11 @@ def to_out(
     return out
 
 
-async def reconcile(session: AsyncSession, lease_seconds: float = 120.0) -> list[str]:
+async def reconcile(
+    session: AsyncSession, lease_seconds: float = 120.0, now: datetime | None = None
+) -> list[str]:
     """Ids of queued messages to (re)enqueue; sends stuck in ``sending`` become ``unknown``."""
-    now = utcnow()
+    now = now or utcnow()
     repo = MessageRepository(session)
     stale = await repo.stale_sending(now - timedelta(seconds=lease_seconds), now)
     due = await repo.due(now, now - timedelta(seconds=10), limit=500)

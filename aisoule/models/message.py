@@ -15,6 +15,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     Uuid,
+    text,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -31,6 +32,13 @@ class Message(Model):
         Index("ix_messages_workspace_created", "workspace_id", "created_at"),
         Index("ix_messages_workspace_contact_created", "workspace_id", "contact_id", "created_at"),
         Index("ix_messages_status_next_attempt", "status", "next_attempt_at"),
+        Index(
+            "ix_messages_campaign_status",
+            "campaign_id",
+            "status",
+            postgresql_where=text("campaign_id IS NOT NULL"),
+            sqlite_where=text("campaign_id IS NOT NULL"),
+        ),
         UniqueConstraint("account_id", "wamid"),
         UniqueConstraint("workspace_id", "idempotency_key"),
     )
@@ -58,6 +66,10 @@ class Message(Model):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     template_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    # Batch sends (messages.enqueue_batch): the campaign, and its recipient (sent to Meta as
+    # biz_opaque_callback_data, which its status webhooks echo).
+    campaign_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, nullable=True)
+    recipient_ref: Mapped[str | None] = mapped_column(String(128), nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 

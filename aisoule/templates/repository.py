@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from aisoule.db.repository import WorkspaceScopedRepository
 from aisoule.models import MessageTemplate
@@ -73,6 +73,19 @@ class TemplateRepository(WorkspaceScopedRepository[MessageTemplate]):
             )
         )
         return result.scalar_one_or_none()
+
+    async def named(
+        self, workspace_id: uuid.UUID, account_id: uuid.UUID, name: str
+    ) -> Sequence[MessageTemplate]:
+        """Every language of a template this account may send (its own, or the workspace's)."""
+        result = await self.session.execute(
+            select(MessageTemplate).where(
+                MessageTemplate.workspace_id == workspace_id,
+                or_(MessageTemplate.account_id == account_id, MessageTemplate.account_id.is_(None)),
+                MessageTemplate.name == name,
+            )
+        )
+        return result.scalars().all()
 
     async def of_account(
         self, workspace_id: uuid.UUID, account_id: uuid.UUID

@@ -103,6 +103,14 @@ async def get(session: AsyncSession, workspace_id: uuid.UUID, template_id: str) 
     return row
 
 
+async def named_for_sending(
+    session: AsyncSession, workspace_id: uuid.UUID, account_id: uuid.UUID, name: str
+) -> Sequence[MessageTemplate]:
+    """The rows (one per language) a message through this account may use for ``name``; the
+    sender checks language, status and parameters (messages/checks.py)."""
+    return await TemplateRepository(session).named(workspace_id, account_id, name)
+
+
 def to_out(row: MessageTemplate) -> dict[str, object]:
     return {
         "id": str(row.id),

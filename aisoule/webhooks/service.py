@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule import queue
 from aisoule.accounts import service as accounts
+from aisoule.contacts import service as contacts
 from aisoule.exceptions import AisouleError, Unauthorized
 from aisoule.kit.signing import verify_sha256
 from aisoule.kit.time import utcnow
@@ -587,9 +588,9 @@ async def _apply_message(
     if recorded is None or recorded.contact_id is None or words is None:
         return
     if words in STOP_WORDS:
-        await messages.opt_out(session, account.workspace_id, recorded.contact_id, "stop_keyword")
+        await contacts.opt_out(session, account.workspace_id, recorded.contact_id, "stop_keyword")
     elif words in START_WORDS:
-        await messages.opt_in(session, account.workspace_id, recorded.contact_id)
+        await contacts.opt_in(session, account.workspace_id, recorded.contact_id)
 
 
 def _keyword(msg: dict[str, Any]) -> str | None:

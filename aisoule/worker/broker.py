@@ -27,6 +27,7 @@ log = structlog.get_logger(__name__)
 
 TASKS: dict[str, Callable[..., Awaitable[None]]] = {
     queue.SEND_MESSAGE: message_tasks.send_message,
+    queue.SEND_BATCH: message_tasks.send_batch,
     queue.PROCESS_WEBHOOKS: webhook_tasks.process_webhooks,
 }
 
@@ -35,7 +36,9 @@ Reconciler = Callable[[Runtime], Awaitable[list[tuple[str, tuple[Any, ...]]]]]
 
 
 async def _messages(rt: Runtime) -> list[tuple[str, tuple[Any, ...]]]:
-    return [(queue.SEND_MESSAGE, (mid,)) for mid in await message_tasks.due_for_sending(rt)]
+    # One batch task for what is due (at most 500 ids): claims make a second sender harmless.
+    due = await message_tasks.due_for_sending(rt)
+    return [(queue.SEND_BATCH, (due,))] if due else []
 
 
 async def _webhooks(rt: Runtime) -> list[tuple[str, tuple[Any, ...]]]:
