@@ -1,5 +1,6 @@
 """The refusal to send to an opted-out contact says how they opt back in, and it is true: writing
-again does not (only START and its synonyms do, see aisoule/webhooks/service.py START_WORDS)."""
+again does not (only START and its synonyms do, see START_WORDS in
+aisoule/whatsapp/inbound/keywords.py)."""
 
 from __future__ import annotations
 
