@@ -15,7 +15,7 @@ from aisoule.kit.parameters import guard_parameters
 from aisoule.messages.endpoints import router as messages_router
 from aisoule.messages.endpoints_v1 import router as messages_v1_router
 from aisoule.templates.endpoints import router as templates_router
-from aisoule.webhooks.endpoints import router as meta_webhooks_router
+from aisoule.whatsapp.inbound.endpoints import router as meta_webhooks_router
 from aisoule.workspaces.endpoints import router as workspaces_router
 
 API_PREFIX = "/api"
@@ -40,7 +40,7 @@ ROUTERS: list[tuple[str, APIRouter]] = [
             audit_router,
         )
     ),
-    # Meta's webhooks: authenticated by their signature, not by a key (see aisoule/webhooks).
+    # Meta's webhooks: authenticated by their signature, not by a key (see aisoule/whatsapp/inbound).
     ("", meta_webhooks_router),
 ]
 

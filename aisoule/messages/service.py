@@ -449,7 +449,8 @@ async def record_inbound(
     payload: dict[str, Any],
     at: datetime,
 ) -> Message | None:
-    """A customer's message: their contact (created if new), the conversation window, the row.
+    """A customer's message: their contact (created if new, with its wa_id), the row. What
+    reacts to it (the 24-hour window, consent) is aisoule.whatsapp.inbound.handoff's.
 
     None when this wamid was already recorded (a redelivered webhook).
     """
@@ -465,7 +466,6 @@ async def record_inbound(
     await contacts.record_whatsapp_identity(
         session, account.workspace_id, contact["id"], wa_id=wa_id, profile_name=profile_name
     )
-    await conversations.open_window(session, account.workspace_id, account.id, contact["id"], at)
     message = Message(
         id=uuid.uuid4(),
         workspace_id=account.workspace_id,

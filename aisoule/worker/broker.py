@@ -21,7 +21,7 @@ from aisoule import queue
 from aisoule.config import Settings
 from aisoule.messages import tasks as message_tasks
 from aisoule.runtime import Runtime
-from aisoule.webhooks import tasks as webhook_tasks
+from aisoule.whatsapp.inbound import tasks as webhook_tasks
 
 log = structlog.get_logger(__name__)
 

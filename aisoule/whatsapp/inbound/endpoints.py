@@ -15,8 +15,8 @@ from aisoule import runtime
 from aisoule.db.session import DBSession
 from aisoule.exceptions import Forbidden
 from aisoule.kit.responses import ORJSONResponse
-from aisoule.webhooks import service
-from aisoule.webhooks.dependencies import VerifiedDelivery
+from aisoule.whatsapp.inbound import service, signature
+from aisoule.whatsapp.inbound.dependencies import VerifiedDelivery
 
 router = APIRouter(prefix="/webhooks", tags=["Webhooks"])
 
@@ -37,7 +37,7 @@ async def verify_subscription(
     token: Annotated[str | None, Query(alias="hub.verify_token", max_length=500)] = None,
     challenge: Annotated[str | None, Query(alias="hub.challenge", max_length=500)] = None,
 ) -> PlainTextResponse:
-    if challenge is None or not await service.handshake(session, runtime.current(), mode, token):
+    if challenge is None or not await signature.handshake(session, runtime.current(), mode, token):
         raise Forbidden("hub.verify_token does not match this server's or any account's")
     return PlainTextResponse(challenge)
 

@@ -8,16 +8,16 @@ from fastapi import Depends, Header, Request
 
 from aisoule import runtime
 from aisoule.db.session import DBSession
-from aisoule.webhooks import service
+from aisoule.whatsapp.inbound.signature import Delivery, verify
 
 
 async def verified_delivery(
     request: Request,
     session: DBSession,
     signature: Annotated[str | None, Header(alias="X-Hub-Signature-256")] = None,
-) -> service.Delivery:
+) -> Delivery:
     raw = await request.body()  # the exact bytes Meta signed
-    return await service.verify(session, runtime.current(), raw, signature)
+    return await verify(session, runtime.current(), raw, signature)
 
 
-VerifiedDelivery = Annotated[service.Delivery, Depends(verified_delivery)]
+VerifiedDelivery = Annotated[Delivery, Depends(verified_delivery)]

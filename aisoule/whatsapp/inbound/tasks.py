@@ -1,5 +1,5 @@
-"""Worker task of the webhooks domain. One run at a time per process: a request for another run
-while one is going sets a flag, and the running loop goes round again (on PostgreSQL, other
+"""Worker task of Meta's inbound webhooks. One run at a time per process: a request for another
+run while one is going sets a flag, and the running loop goes round again (on PostgreSQL, other
 processes share the events through SKIP LOCKED). Between rounds it pauses briefly, so that under
 load a round takes many deliveries' events at once instead of one delivery's each."""
 
@@ -10,7 +10,7 @@ import asyncio
 from aisoule import queue, runtime
 from aisoule.db.engine import writing
 from aisoule.runtime import Runtime
-from aisoule.webhooks import service
+from aisoule.whatsapp.inbound import applying
 
 ROUND_PAUSE = 0.05  # seconds
 
@@ -48,7 +48,7 @@ async def process(rt: Runtime, *, retry: bool = False) -> int:
     after = 0
     while True:
         async with writing(rt.sessionmaker) as session:
-            batch = await service.process_batch(session, rt, after=after, retry=retry)
+            batch = await applying.process_batch(session, rt, after=after, retry=retry)
             await session.commit()
             if batch is None:
                 return handled
@@ -60,6 +60,6 @@ async def process(rt: Runtime, *, retry: bool = False) -> int:
 async def has_pending(rt: Runtime) -> bool:
     """The reconciler's part: whether events wait to be (re)applied."""
     async with rt.sessionmaker() as session:
-        pending = await service.has_pending(session)
+        pending = await applying.has_pending(session)
         await session.rollback()
     return pending
