@@ -167,11 +167,17 @@ def user() -> None:
 @click.option("--workspace", "workspace_name", required=True, help="Name of the new workspace.")
 def user_create(email: str, password: str, name: str, workspace_name: str) -> None:
     """Create a user who owns a new workspace."""
+    from aisoule import runtime
     from aisoule.users import service as user_service
 
     async def run(session: Any) -> str:
         user_row, workspace, _ = await user_service.create_user_with_workspace(
-            session, email=email, password=password, name=name, workspace_name=workspace_name
+            session,
+            runtime.current(),
+            email=email,
+            password=password,
+            name=name,
+            workspace_name=workspace_name,
         )
         return f"created user {user_row.email} ({user_row.id}) in workspace {workspace.id}"
 

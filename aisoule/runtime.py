@@ -1,7 +1,17 @@
-"""What background work needs from its process: settings, database, secrets, WhatsApp clients.
+"""What the process holds: settings, database, secrets, WhatsApp providers, pacing.
 
-One ``Runtime`` per process (the server's lifespan or ``aisoule worker`` makes it); services take
-the pieces they need as arguments, tasks find it here.
+One ``Runtime`` per process (the server's lifespan, ``aisoule worker`` or a CLI command builds
+it). It is reached one way per kind of code:
+
+- request code (endpoints, request dependencies) takes it as ``rt: RuntimeDep``
+  (``aisoule.dependencies``: ``request.app.state.runtime``), never ``current()``;
+- services take it (or the pieces they need) as an argument, never look it up;
+- tasks and the reconciler, which run with no request, use ``current()``/``maybe_current()``
+  (the latter is None while the process shuts down);
+- ``config.get_settings()`` is called at process start and in CLI commands only; after that
+  the settings are ``rt.settings`` (the same object the app keeps as ``app.state.settings``
+  beside the request-only pieces its auth and rate-limit dependencies read: limiter,
+  throttles, API key cache, sessionmaker).
 """
 
 from __future__ import annotations

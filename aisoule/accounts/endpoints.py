@@ -6,7 +6,6 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from aisoule import runtime
 from aisoule.accounts import service
 from aisoule.accounts.schemas import (
     AccountCreate,
@@ -17,6 +16,7 @@ from aisoule.accounts.schemas import (
 )
 from aisoule.auth.dependencies import AccountsRead, AccountsWrite
 from aisoule.db.session import DBSession
+from aisoule.dependencies import get_runtime
 from aisoule.idempotency.dependencies import IDEMPOTENT
 from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
 from aisoule.kit.pagination import Page
@@ -67,7 +67,7 @@ async def list_accounts(
 async def connect_account(
     data: AccountCreate, principal: AccountsWrite, session: DBSession, request: Request
 ) -> ORJSONResponse:
-    account = await service.connect(session, runtime.current(), principal.workspace_id, data)
+    account = await service.connect(session, get_runtime(request), principal.workspace_id, data)
     return success({"account": service.to_out(request.app.state.settings, account)}, 201)
 
 
@@ -99,7 +99,7 @@ async def update_account(
     request: Request,
 ) -> ORJSONResponse:
     account = await service.update(
-        session, runtime.current(), principal.workspace_id, account_id, data
+        session, get_runtime(request), principal.workspace_id, account_id, data
     )
     return success({"account": service.to_out(request.app.state.settings, account)})
 

@@ -4,7 +4,6 @@ bundled emulator when sandboxes are on (the embedded default), so sending works 
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import re
 import secrets
@@ -13,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
 import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +30,9 @@ from aisoule.runtime import Runtime
 from aisoule.whatsapp.provider import (
     ErrorClass,
     MetaAPIError,
+    PhoneNumber,
+    ProviderKind,
+    ProviderOff,
     ProviderUnavailable,
     SendOutcomeUnknown,
     WhatsAppProvider,
@@ -39,8 +40,8 @@ from aisoule.whatsapp.provider import (
 
 log = structlog.get_logger(__name__)
 
-CLOUD_API = "cloud_api"
-EMULATOR = "emulator"
+CLOUD_API = ProviderKind.cloud_api.value
+EMULATOR = ProviderKind.emulator.value  # a sandbox account
 SANDBOX_NAME = "Sandbox (emulator)"
 
 
@@ -190,64 +191,39 @@ def to_out(settings: Settings, row: WhatsAppAccount) -> dict[str, Any]:
 # -- talking to Meta ----------------------------------------------------------------------------
 
 
-def base_url(rt: Runtime, account: WhatsAppAccount) -> str:
-    if account.provider == EMULATOR:
-        url = rt.settings.emulator_url
-        if url is None:
-            raise ValidationFailed(
-                "account_id: this is a sandbox account and the emulator is off (AISOULE_EMULATOR)",
-                field="account_id",
-            )
-        return url
-    return rt.settings.whatsapp_graph_url
-
-
-_registered: set[tuple[str, str]] = set()
-
-
-async def _ensure_on_emulator(rt: Runtime, account: WhatsAppAccount, secret: str | None) -> None:
-    """The emulator keeps its numbers in memory: (re)register a sandbox number before using it,
-    with the account's own app secret, so that the emulator signs its webhooks with it."""
-    url = base_url(rt, account)
-    if (url, account.phone_number_id) in _registered:
-        return
-    body = {
-        "phone_number_id": account.phone_number_id,
-        "waba_id": account.waba_id,
-        "display_phone_number": account.phone_number.lstrip("+"),
-        "verified_name": account.display_name,
-    }
-    if secret:
-        body["app_secret"] = secret
+def provider(rt: Runtime, kind: str, *, field: str = "account_id") -> WhatsAppProvider:
+    """The provider an account of this kind talks to (the seam chooses Meta or the emulator);
+    a 422 naming ``field`` when this server does not serve it."""
     try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http,
-            http.post(f"{url}/_emulator/numbers", json=body) as resp,
-        ):
-            if 400 <= resp.status < 500:
-                # The number's ids or display number do not fit the emulator: the caller's input.
-                answer: Any = None
-                with contextlib.suppress(ValueError):
-                    answer = await resp.json(content_type=None)
-                reason = answer.get("error") if isinstance(answer, dict) else None
-                raise MetaAPIError(
-                    http_status=400,
-                    code=100,
-                    message=f"the emulator refused this number: {reason or resp.status}",
-                )
-            if resp.status >= 300:
-                raise ProviderUnavailable(f"the emulator answered HTTP {resp.status}")
-    except (aiohttp.ClientError, TimeoutError) as exc:
-        raise ProviderUnavailable(f"the emulator at {url} is unreachable: {exc!r}") from exc
-    _registered.add((url, account.phone_number_id))
+        return rt.providers.resolve(kind)
+    except ProviderOff as exc:
+        raise ValidationFailed(f"{field}: {_OFF[field]}", field=field) from exc
+
+
+_OFF = {
+    "provider": "the emulator is off on this server",
+    "account_id": "this is a sandbox account and the emulator is off (AISOULE_EMULATOR)",
+}
+
+
+def _number(account: WhatsAppAccount, secret: str | None) -> PhoneNumber:
+    return PhoneNumber(
+        phone_number_id=account.phone_number_id,
+        waba_id=account.waba_id,
+        display_phone_number=account.phone_number.lstrip("+"),
+        verified_name=account.display_name,
+        app_secret=secret,
+    )
 
 
 async def sender(rt: Runtime, account: WhatsAppAccount) -> Sender:
-    if account.provider == EMULATOR:
-        await _ensure_on_emulator(rt, account, app_secret(rt, account))
+    """What a worker needs to act for the account; its number made known to its provider first
+    (with its own app secret, so that a sandbox number's webhooks prove it alone)."""
+    client = provider(rt, account.provider)
+    await client.ensure_number(_number(account, app_secret(rt, account)))
     return Sender(
         account_id=account.id,
-        provider=rt.providers.client(base_url(rt, account)),
+        provider=client,
         phone_number_id=account.phone_number_id,
         waba_id=account.waba_id,
         access_token=access_token(rt, account),
@@ -273,7 +249,8 @@ async def register_sandboxes(rt: Runtime) -> None:
 async def register_sandbox(rt: Runtime, account: WhatsAppAccount) -> None:
     """Register a sandbox number on the emulator; a failure is logged (tried again at first use)."""
     try:
-        await _ensure_on_emulator(rt, account, app_secret(rt, account))
+        client = provider(rt, account.provider)
+        await client.ensure_number(_number(account, app_secret(rt, account)))
     except Exception as exc:
         log.warning("sandbox_register_failed", account_id=str(account.id), error=repr(exc))
 
@@ -283,12 +260,8 @@ def _new_secret() -> str:
 
 
 async def _read_phone_number(
-    rt: Runtime, provider: str, phone_number_id: str, token: str
+    client: WhatsAppProvider, phone_number_id: str, token: str
 ) -> dict[str, Any]:
-    url = rt.settings.emulator_url if provider == EMULATOR else rt.settings.whatsapp_graph_url
-    if url is None:
-        raise ValidationFailed("provider: the emulator is off on this server", field="provider")
-    client = rt.providers.client(url)
     try:
         return await client.get_phone_number(phone_number_id, access_token=token)
     except MetaAPIError as exc:
@@ -307,7 +280,7 @@ async def _read_phone_number(
             ) from exc
         raise UpstreamFailed(f"Meta answered an error: ({exc.code}) {exc.message}") from exc
     except (ProviderUnavailable, SendOutcomeUnknown) as exc:
-        raise UpstreamFailed(f"could not reach the Graph API at {url}: {exc}") from exc
+        raise UpstreamFailed(f"could not reach the Graph API at {client.base_url}: {exc}") from exc
 
 
 def _apply_phone_number(account: WhatsAppAccount, node: dict[str, Any]) -> None:
@@ -373,25 +346,25 @@ async def connect(
     await _refuse_if_held(repo, workspace_id, data)
     # An emulator number gets an app secret of its own, so that its webhooks prove it alone.
     secret = data.app_secret or (_new_secret() if data.provider == EMULATOR else None)
+    client = provider(rt, data.provider, field="provider")
     async with outside_transaction(session):
-        if data.provider == EMULATOR:
-            # An emulator number must exist there before it can be read.
-            probe = WhatsAppAccount(
-                phone_number_id=data.phone_number_id,
-                waba_id=data.waba_id,
-                phone_number="+1555" + data.phone_number_id[-7:].rjust(7, "0"),
-                display_name=data.name or "aisoule sandbox",
-                provider=EMULATOR,
-            )
-            try:
-                await _ensure_on_emulator(rt, probe, secret)
-            except ProviderUnavailable as exc:
-                raise UpstreamFailed(str(exc)) from exc
-            except MetaAPIError as exc:
-                raise ValidationFailed(
-                    f"phone_number_id: {exc.message}", field="phone_number_id", code="meta_rejected"
-                ) from exc
-        node = await _read_phone_number(rt, data.provider, data.phone_number_id, data.access_token)
+        # A number the provider keeps itself (the emulator's) must be there before it is read.
+        probe = PhoneNumber(
+            phone_number_id=data.phone_number_id,
+            waba_id=data.waba_id,
+            display_phone_number="1555" + data.phone_number_id[-7:].rjust(7, "0"),
+            verified_name=data.name or "aisoule sandbox",
+            app_secret=secret,
+        )
+        try:
+            await client.ensure_number(probe)
+        except ProviderUnavailable as exc:
+            raise UpstreamFailed(str(exc)) from exc
+        except MetaAPIError as exc:
+            raise ValidationFailed(
+                f"phone_number_id: {exc.message}", field="phone_number_id", code="meta_rejected"
+            ) from exc
+        node = await _read_phone_number(client, data.phone_number_id, data.access_token)
     await repo.lock_waba(data.waba_id)
     await _refuse_if_held(repo, workspace_id, data)  # another request may have connected it
     now = utcnow()
@@ -441,8 +414,9 @@ async def update(
     _refuse_shared_secret(rt, changes.get("app_secret"))
     if changes.get("access_token") is not None:
         token = changes["access_token"]
+        client = provider(rt, account.provider, field="provider")
         async with outside_transaction(session):  # no lock held while Meta answers
-            node = await _read_phone_number(rt, account.provider, account.phone_number_id, token)
+            node = await _read_phone_number(client, account.phone_number_id, token)
         _apply_phone_number(account, node)
         account.access_token_sealed = seal(rt.sealing_key, token.encode())
         account.status, account.last_error = "connected", None

@@ -12,6 +12,7 @@ from aisoule.auth import service
 from aisoule.auth.dependencies import CSRF_COOKIE, SESSION_COOKIE, AnyPrincipal
 from aisoule.auth.schemas import LoginRequest, LogoutData, MeData, SessionData, SignupRequest
 from aisoule.db.session import DBSession
+from aisoule.dependencies import get_runtime
 from aisoule.errors import error_response
 from aisoule.exceptions import NotFound, RateLimited, Unauthorized, Unavailable
 from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
@@ -112,6 +113,7 @@ async def signup(
     await throttles.signup_ip.count(ip_id)
     result = await service.signup(
         session,
+        get_runtime(request),
         email=body.email,
         password=body.password,
         name=body.name,

@@ -17,6 +17,7 @@ from aisoule.exceptions import Forbidden, Unauthorized, ValidationFailed
 from aisoule.kit.crypto import new_token, sha256_hex
 from aisoule.kit.time import utcnow
 from aisoule.models import AuthSession, User, Workspace
+from aisoule.runtime import Runtime
 from aisoule.users import service as user_service
 from aisoule.workspaces import service as workspace_service
 
@@ -72,6 +73,7 @@ async def _logged_in(
 
 async def signup(
     session: AsyncSession,
+    rt: Runtime,
     *,
     email: str,
     password: str,
@@ -83,7 +85,7 @@ async def signup(
     if not signup_enabled:
         raise Forbidden("Sign-up is disabled on this server", code="signup_disabled")
     user, workspace, member = await user_service.create_user_with_workspace(
-        session, email=email, password=password, name=name, workspace_name=workspace_name
+        session, rt, email=email, password=password, name=name, workspace_name=workspace_name
     )
     return await _logged_in(session, user, workspace, member.role, ctx)
 

@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Query
 
-from aisoule import runtime
 from aisoule.auth.dependencies import MessagesSend
 from aisoule.db.session import DBSession
+from aisoule.dependencies import RuntimeDep
 from aisoule.idempotency.dependencies import IDEMPOTENT
 from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
 from aisoule.kit.pagination import Page
@@ -44,11 +44,10 @@ async def send_message(
     data: MessageSend,
     principal: MessagesSend,
     session: DBSession,
+    rt: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ORJSONResponse:
-    message, _ = await service.send(
-        session, runtime.current(), principal.workspace_id, data, idempotency_key
-    )
+    message, _ = await service.send(session, rt, principal.workspace_id, data, idempotency_key)
     return success({"message": {"id": str(message.id), "status": message.status}}, 202)
 
 

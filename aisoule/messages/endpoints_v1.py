@@ -7,9 +7,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel
 
-from aisoule import runtime
 from aisoule.auth.dependencies import MessagesSend
 from aisoule.db.session import DBSession
+from aisoule.dependencies import RuntimeDep
 from aisoule.idempotency.dependencies import IDEMPOTENT
 from aisoule.kit.responses import ORJSONResponse
 from aisoule.messages import service
@@ -48,11 +48,10 @@ async def send_message(
     data: MessageSend,
     principal: MessagesSend,
     session: DBSession,
+    rt: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ORJSONResponse:
-    message, _ = await service.send(
-        session, runtime.current(), principal.workspace_id, data, idempotency_key
-    )
+    message, _ = await service.send(session, rt, principal.workspace_id, data, idempotency_key)
     return ORJSONResponse(
         {"success": True, "data": {"id": str(message.id), "status": message.status}},
         status_code=202,

@@ -6,9 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from aisoule import runtime
 from aisoule.auth.dependencies import TemplatesRead, TemplatesWrite
 from aisoule.db.session import DBSession
+from aisoule.dependencies import RuntimeDep
 from aisoule.idempotency.dependencies import IDEMPOTENT
 from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
 from aisoule.kit.pagination import Page
@@ -79,9 +79,9 @@ async def list_templates(
     responses={201: {"model": Envelope[TemplateData]}, 409: {"model": ErrorEnvelope}, **_ERRORS},
 )
 async def create_template(
-    data: TemplateCreate, principal: TemplatesWrite, session: DBSession
+    data: TemplateCreate, principal: TemplatesWrite, session: DBSession, rt: RuntimeDep
 ) -> ORJSONResponse:
-    row = await service.create(session, runtime.current(), principal.workspace_id, data)
+    row = await service.create(session, rt, principal.workspace_id, data)
     return success({"template": service.to_out(row)}, 201)
 
 
@@ -96,10 +96,10 @@ async def create_template(
     responses={200: {"model": Envelope[SyncResult]}, **_ERRORS},
 )
 async def sync_templates(
-    principal: TemplatesWrite, session: DBSession, data: TemplateSync | None = None
+    principal: TemplatesWrite, session: DBSession, rt: RuntimeDep, data: TemplateSync | None = None
 ) -> ORJSONResponse:
     counts = await service.sync(
-        session, runtime.current(), principal.workspace_id, data.account_id if data else None
+        session, rt, principal.workspace_id, data.account_id if data else None
     )
     return success(counts)
 
@@ -125,7 +125,7 @@ async def get_template(
     responses={200: {"model": Envelope[TemplateDeleted]}, **_ERRORS},
 )
 async def delete_template(
-    template_id: str, principal: TemplatesWrite, session: DBSession
+    template_id: str, principal: TemplatesWrite, session: DBSession, rt: RuntimeDep
 ) -> ORJSONResponse:
-    deleted = await service.delete(session, runtime.current(), principal.workspace_id, template_id)
+    deleted = await service.delete(session, rt, principal.workspace_id, template_id)
     return success({"id": str(deleted), "deleted": True})

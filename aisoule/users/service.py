@@ -7,12 +7,12 @@ import uuid
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aisoule import runtime
 from aisoule.accounts import service as accounts_service
 from aisoule.exceptions import Conflict, ValidationFailed
 from aisoule.kit.passwords import hash_password, verify_password
 from aisoule.kit.time import iso_z, utcnow
 from aisoule.models import User, Workspace, WorkspaceMember
+from aisoule.runtime import Runtime
 from aisoule.users.repository import UserRepository
 from aisoule.workspaces import service as workspace_service
 
@@ -39,17 +39,22 @@ def check_password_strength(password: str) -> None:
 
 
 async def create_user_with_workspace(
-    session: AsyncSession, *, email: str, password: str, name: str, workspace_name: str
+    session: AsyncSession,
+    rt: Runtime,
+    *,
+    email: str,
+    password: str,
+    name: str,
+    workspace_name: str,
 ) -> tuple[User, Workspace, WorkspaceMember]:
+    """The user, their new workspace and its sandbox account (when sandboxes are on)."""
     email = normalize_email(email)
     check_password_strength(password)
     repo = UserRepository(session)
     if await repo.get_by_email(email) is not None:
         raise Conflict("email: an account with this email already exists", field="email")
     workspace = await workspace_service.create_workspace(session, workspace_name)
-    rt = runtime.maybe_current()
-    if rt is not None:
-        await accounts_service.create_sandbox(session, rt, workspace.id)
+    await accounts_service.create_sandbox(session, rt, workspace.id)
     now = utcnow()
     user = User(
         id=uuid.uuid4(),

@@ -1,7 +1,9 @@
 """The one interface aisoule sends WhatsApp through, and Meta's error model.
 
 Two implementations speak the same wire format: ``cloud.client.CloudAPIClient`` against
-graph.facebook.com, and the same client against the bundled emulator (``whatsapp.emulator``).
+graph.facebook.com, and ``sandbox.SandboxProvider`` (the same client, plus the control call that
+registers a number) against the bundled emulator. ``pool.ProviderPool.resolve`` picks one by an
+account's provider kind: callers never choose between them by URL.
 """
 
 from __future__ import annotations
@@ -44,8 +46,19 @@ def classify(code: int | None, http_status: int) -> ErrorClass:
     return ErrorClass.retryable if http_status >= 500 else ErrorClass.permanent
 
 
+class ProviderKind(StrEnum):
+    """Where an account's number lives (``WhatsAppAccount.provider``)."""
+
+    cloud_api = "cloud_api"  # Meta's Graph API
+    emulator = "emulator"  # the bundled emulator: a sandbox number
+
+
 class WhatsAppError(Exception):
     """Base of the provider errors."""
+
+
+class ProviderOff(WhatsAppError):
+    """This server does not serve that provider kind (the emulator is off, or the kind is unknown)."""
 
 
 class MetaAPIError(WhatsAppError):
@@ -126,8 +139,29 @@ class SentMessage:
     message_status: str | None = None  # e.g. "accepted" / "held_for_quality_assessment"
 
 
+@dataclass(frozen=True, slots=True)
+class PhoneNumber:
+    """A business number as Meta describes it, with the app secret its webhooks are signed with:
+    what a provider that keeps its numbers itself (the emulator) needs to serve one."""
+
+    phone_number_id: str
+    waba_id: str
+    display_phone_number: str  # digits, no "+"
+    verified_name: str
+    app_secret: str | None = None
+
+
 class WhatsAppProvider(Protocol):
     """What aisoule needs from WhatsApp. ``payload`` is Meta's message JSON as documented."""
+
+    base_url: str  # where it talks to (named in error messages)
+
+    async def ensure_number(self, number: PhoneNumber) -> None:
+        """Make sure the provider serves this number before it is read or sent from. Meta's
+        numbers are made in Meta's own tools (a no-op); the emulator keeps them in memory and
+        learns them by a control call. ``MetaAPIError`` (code 100) when the number does not fit
+        the provider, ``ProviderUnavailable`` when it cannot be reached."""
+        ...
 
     async def send_message(
         self, phone_number_id: str, payload: dict[str, Any], *, access_token: str | None = None

@@ -1,6 +1,7 @@
 """``CloudAPIClient``: the WhatsApp provider over Meta's Graph API, with one pooled aiohttp session.
 
-The same client talks to the bundled emulator: only ``base_url`` differs.
+The bundled emulator speaks the same wire format: ``whatsapp.sandbox.SandboxProvider`` is this
+client with the emulator's ``base_url`` and the control call that registers its numbers.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import orjson
 from aisoule.config import Settings
 from aisoule.whatsapp.provider import (
     MetaAPIError,
+    PhoneNumber,
     ProviderUnavailable,
     SendOutcomeUnknown,
     SentMessage,
@@ -79,6 +81,9 @@ class CloudAPIClient:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    async def ensure_number(self, number: PhoneNumber) -> None:
+        """Nothing to do: a number exists at Meta once it is made in Meta's own tools."""
 
     async def _request(
         self,

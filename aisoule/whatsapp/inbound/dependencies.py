@@ -6,8 +6,8 @@ from typing import Annotated
 
 from fastapi import Depends, Header, Request
 
-from aisoule import runtime
 from aisoule.db.session import DBSession
+from aisoule.dependencies import get_runtime
 from aisoule.whatsapp.inbound.signature import Delivery, verify
 
 
@@ -17,7 +17,7 @@ async def verified_delivery(
     signature: Annotated[str | None, Header(alias="X-Hub-Signature-256")] = None,
 ) -> Delivery:
     raw = await request.body()  # the exact bytes Meta signed
-    return await verify(session, runtime.current(), raw, signature)
+    return await verify(session, get_runtime(request), raw, signature)
 
 
 VerifiedDelivery = Annotated[Delivery, Depends(verified_delivery)]

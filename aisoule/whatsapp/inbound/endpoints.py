@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from fastapi.responses import PlainTextResponse
 
-from aisoule import runtime
 from aisoule.db.session import DBSession
+from aisoule.dependencies import RuntimeDep
 from aisoule.exceptions import Forbidden
 from aisoule.kit.responses import ORJSONResponse
 from aisoule.whatsapp.inbound import service, signature
@@ -33,11 +33,12 @@ PATH = "/whatsapp"
 )
 async def verify_subscription(
     session: DBSession,
+    rt: RuntimeDep,
     mode: Annotated[str | None, Query(alias="hub.mode")] = None,
     token: Annotated[str | None, Query(alias="hub.verify_token", max_length=500)] = None,
     challenge: Annotated[str | None, Query(alias="hub.challenge", max_length=500)] = None,
 ) -> PlainTextResponse:
-    if challenge is None or not await signature.handshake(session, runtime.current(), mode, token):
+    if challenge is None or not await signature.handshake(session, rt, mode, token):
         raise Forbidden("hub.verify_token does not match this server's or any account's")
     return PlainTextResponse(challenge)
 
