@@ -13,12 +13,13 @@ from aisoule.accounts.schemas import (
     AccountDeleted,
     AccountList,
     AccountUpdate,
+    account_out,
 )
 from aisoule.auth.dependencies import AccountsRead, AccountsWrite
 from aisoule.db.session import DBSession
 from aisoule.dependencies import get_runtime
 from aisoule.idempotency.dependencies import IDEMPOTENT
-from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
+from aisoule.kit.envelope import Envelope, ErrorEnvelope, api_page, success
 from aisoule.kit.pagination import Page
 from aisoule.kit.responses import ORJSONResponse
 
@@ -43,15 +44,8 @@ async def list_accounts(
     rows, total = await service.list_page(
         session, principal.workspace_id, limit=page.per_page, offset=page.offset
     )
-    settings = request.app.state.settings
-    return success(
-        {
-            "accounts": [service.to_out(settings, r) for r in rows],
-            "total": total,
-            "page": page.page,
-            "per_page": page.per_page,
-        }
-    )
+    base_url = request.app.state.settings.base_url
+    return api_page("accounts", [account_out(r, base_url) for r in rows], total, page)
 
 
 @router.post(
@@ -68,7 +62,7 @@ async def connect_account(
     data: AccountCreate, principal: AccountsWrite, session: DBSession, request: Request
 ) -> ORJSONResponse:
     account = await service.connect(session, get_runtime(request), principal.workspace_id, data)
-    return success({"account": service.to_out(request.app.state.settings, account)}, 201)
+    return success({"account": account_out(account, request.app.state.settings.base_url)}, 201)
 
 
 @router.get(
@@ -81,7 +75,7 @@ async def get_account(
     account_id: str, principal: AccountsRead, session: DBSession, request: Request
 ) -> ORJSONResponse:
     account = await service.get(session, principal.workspace_id, account_id)
-    return success({"account": service.to_out(request.app.state.settings, account)})
+    return success({"account": account_out(account, request.app.state.settings.base_url)})
 
 
 @router.put(
@@ -101,7 +95,7 @@ async def update_account(
     account = await service.update(
         session, get_runtime(request), principal.workspace_id, account_id, data
     )
-    return success({"account": service.to_out(request.app.state.settings, account)})
+    return success({"account": account_out(account, request.app.state.settings.base_url)})
 
 
 @router.delete(

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aisoule.kit.time import iso_z
 from aisoule.kit.validation import InputModel
+from aisoule.models import WhatsAppAccount
 
 _ID = r"^[0-9]{1,32}$"
 # Tokens and secrets travel in HTTP headers: printable ASCII without spaces, nothing else.
@@ -87,3 +89,28 @@ class AccountUpdate(InputModel):
 class AccountDeleted(BaseModel):
     id: str
     deleted: bool
+
+
+def account_out(row: WhatsAppAccount, base_url: str) -> dict[str, Any]:
+    """An account as /api shows it: never its secrets, only whether it has them; ``base_url``
+    (this server's) gives the webhook URL to paste into Meta's app settings."""
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "phone_number": row.phone_number,
+        "display_name": row.display_name,
+        "phone_number_id": row.phone_number_id,
+        "waba_id": row.waba_id,
+        "quality_rating": row.quality_rating,
+        "messaging_limit": row.messaging_limit,
+        "throughput": row.throughput,
+        "status": row.status,
+        "provider": row.provider,
+        "is_default": row.is_default,
+        "has_app_secret": row.app_secret_sealed is not None,
+        "has_verify_token": row.verify_token_hash is not None,
+        "webhook_url": f"{base_url}/webhooks/whatsapp",
+        "last_error": row.last_error,
+        "created_at": iso_z(row.created_at),
+        "updated_at": iso_z(row.updated_at),
+    }

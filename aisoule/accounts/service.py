@@ -19,12 +19,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aisoule import queue
 from aisoule.accounts.repository import WhatsAppAccountRepository
 from aisoule.accounts.schemas import AccountCreate, AccountUpdate
-from aisoule.config import Settings
 from aisoule.db.engine import outside_transaction, writing
 from aisoule.exceptions import Conflict, NotFound, UpstreamFailed, ValidationFailed
 from aisoule.kit.crypto import hmac_sha256_hex, seal, unseal
 from aisoule.kit.ids import parse_uuid
-from aisoule.kit.time import iso_z, utcnow
+from aisoule.kit.time import utcnow
 from aisoule.models import WhatsAppAccount
 from aisoule.runtime import Runtime
 from aisoule.whatsapp.provider import (
@@ -163,29 +162,6 @@ def access_token(rt: Runtime, account: WhatsAppAccount) -> str:
     if account.access_token_sealed is None:
         return ""
     return unseal(rt.sealing_key, account.access_token_sealed).decode()
-
-
-def to_out(settings: Settings, row: WhatsAppAccount) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "name": row.name,
-        "phone_number": row.phone_number,
-        "display_name": row.display_name,
-        "phone_number_id": row.phone_number_id,
-        "waba_id": row.waba_id,
-        "quality_rating": row.quality_rating,
-        "messaging_limit": row.messaging_limit,
-        "throughput": row.throughput,
-        "status": row.status,
-        "provider": row.provider,
-        "is_default": row.is_default,
-        "has_app_secret": row.app_secret_sealed is not None,
-        "has_verify_token": row.verify_token_hash is not None,
-        "webhook_url": f"{settings.base_url}/webhooks/whatsapp",
-        "last_error": row.last_error,
-        "created_at": iso_z(row.created_at),
-        "updated_at": iso_z(row.updated_at),
-    }
 
 
 # -- talking to Meta ----------------------------------------------------------------------------

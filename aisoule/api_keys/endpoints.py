@@ -11,6 +11,9 @@ from aisoule.api_keys.schemas import (
     APIKeyListData,
     APIKeyRevokedData,
     APIKeyUsageData,
+    created_out,
+    key_out,
+    usage_out,
 )
 from aisoule.audit import service as audit
 from aisoule.audit.dependencies import request_origin
@@ -58,7 +61,7 @@ async def create_api_key(
             "prefix": row.prefix,
         },
     )
-    return success({"api_key": service.created_out(row, secret)}, status_code=201)
+    return success({"api_key": created_out(row, secret)}, status_code=201)
 
 
 @router.get(
@@ -69,7 +72,7 @@ async def create_api_key(
 )
 async def list_api_keys(principal: KeysManage, session: DBSession) -> ORJSONResponse:
     rows = await service.list_keys(session, principal.workspace_id)
-    return success({"api_keys": [service.key_out(r) for r in rows]})
+    return success({"api_keys": [key_out(r) for r in rows]})
 
 
 @router.delete(
@@ -95,7 +98,7 @@ async def revoke_api_key(
             api_key_id=principal.api_key_id,
             details={"key_id": str(row.id), "name": row.name, "prefix": row.prefix},
         )
-    return success({"api_key": service.key_out(row)})
+    return success({"api_key": key_out(row)})
 
 
 @router.get(
@@ -105,7 +108,8 @@ async def revoke_api_key(
     responses={200: {"model": Envelope[APIKeyUsageData]}, 404: {"model": ErrorEnvelope}},
 )
 async def api_key_usage(key_id: str, principal: KeysManage, session: DBSession) -> ORJSONResponse:
-    return success(await service.usage(session, principal.workspace_id, _parse(key_id)))
+    usage = await service.usage(session, principal.workspace_id, _parse(key_id))
+    return success(usage_out(usage))
 
 
 def _parse(key_id: str) -> uuid.UUID:

@@ -1,12 +1,17 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
-from typing import Literal
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aisoule.auth.scopes import Scope
+from aisoule.kit.time import iso_z, utcnow
 from aisoule.kit.validation import InputModel
+from aisoule.models import APIKey
+
+STATUS_CLASS_NAMES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
 
 
 class APIKeyCreate(InputModel):
@@ -116,3 +121,73 @@ class APIKeyUsageData(BaseModel):
     last_used_at: str | None
     days: list[UsageDay]
     totals: dict[str, int]
+
+
+# --- representations (plain dicts; the models above document them) ---
+
+
+@dataclass(frozen=True, slots=True)
+class KeyUsage:
+    """A key's requests per UTC day, oldest first, each by status class (1 to 5; zeros kept)."""
+
+    key: APIKey
+    days: list[tuple[date, dict[int, int]]]
+
+
+def status_of(row: APIKey, now: datetime | None = None) -> str:
+    now = now or utcnow()
+    if row.revoked_at is not None:
+        return "revoked"
+    if row.expires_at is not None and row.expires_at <= now:
+        return "expired"
+    return "active"
+
+
+def key_out(row: APIKey) -> dict[str, Any]:
+    """A key as lists show it: its prefix and last four characters, never the secret."""
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "prefix": row.prefix,
+        "last4": row.last4,
+        "scopes": list(row.scopes),
+        "status": status_of(row),
+        "created_at": iso_z(row.created_at),
+        "expires_at": iso_z(row.expires_at),
+        "last_used_at": iso_z(row.last_used_at),
+        "revoked_at": iso_z(row.revoked_at),
+        "rate_limit": {
+            "per_minute": row.rate_limit_per_minute,
+            "per_second": row.rate_limit_per_second,
+        },
+    }
+
+
+def created_out(row: APIKey, secret: str) -> dict[str, Any]:
+    """A key just created: the only answer that holds its secret."""
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "key": secret,
+        "prefix": row.prefix,
+        "last4": row.last4,
+        "scopes": list(row.scopes),
+        "expires_at": iso_z(row.expires_at),
+        "created_at": iso_z(row.created_at),
+    }
+
+
+def usage_out(usage: KeyUsage) -> dict[str, Any]:
+    days = []
+    totals = dict.fromkeys(STATUS_CLASS_NAMES.values(), 0)
+    for day, counts in usage.days:
+        classes = {STATUS_CLASS_NAMES[n]: c for n, c in counts.items()}
+        for name, c in classes.items():
+            totals[name] += c
+        days.append({"date": day.isoformat(), "total": sum(classes.values()), **classes})
+    return {
+        "api_key_id": str(usage.key.id),
+        "last_used_at": iso_z(usage.key.last_used_at),
+        "days": days,
+        "totals": {**totals, "total": sum(totals.values())},
+    }

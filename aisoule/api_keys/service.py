@@ -5,13 +5,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule.api_keys.cache import KeyCache
 from aisoule.api_keys.repository import APIKeyRepository
-from aisoule.api_keys.schemas import APIKeyCreate
+from aisoule.api_keys.schemas import STATUS_CLASS_NAMES, APIKeyCreate, KeyUsage
 from aisoule.auth.principal import Principal
 from aisoule.auth.scopes import DEFAULT_KEY_SCOPES
 from aisoule.exceptions import Forbidden, NotFound, Unauthorized
@@ -23,12 +22,10 @@ from aisoule.kit.crypto import (
     generate_api_key,
     hmac_sha256_hex,
 )
-from aisoule.kit.time import iso_z, utcnow
+from aisoule.kit.time import utcnow
 from aisoule.models import APIKey
 
 INVALID_KEY = "Invalid API key"
-STATUS_CLASS_NAMES = {1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
-STATUS_CLASSES = tuple(STATUS_CLASS_NAMES.values())
 
 
 def hash_key(pepper: bytes, key: str) -> str:
@@ -129,29 +126,19 @@ async def get_key(session: AsyncSession, workspace_id: uuid.UUID, key_id: uuid.U
 
 async def usage(
     session: AsyncSession, workspace_id: uuid.UUID, key_id: uuid.UUID, days: int = 30
-) -> dict[str, Any]:
+) -> KeyUsage:
     """Requests per UTC day and status class over the last ``days`` days (today included)."""
     row = await get_key(session, workspace_id, key_id)
-    today = utcnow().date()
-    since = today - timedelta(days=days - 1)
+    since = utcnow().date() - timedelta(days=days - 1)
     counts = {
         (u.day, u.status_class): u.count
         for u in await APIKeyRepository(session).usage_since(key_id, since)
     }
     per_day = []
-    totals = dict.fromkeys(STATUS_CLASSES, 0)
     for i in range(days):
         day = since + timedelta(days=i)
-        classes = {name: counts.get((day, n), 0) for n, name in STATUS_CLASS_NAMES.items()}
-        for name, n in classes.items():
-            totals[name] += n
-        per_day.append({"date": day.isoformat(), "total": sum(classes.values()), **classes})
-    return {
-        "api_key_id": str(row.id),
-        "last_used_at": iso_z(row.last_used_at),
-        "days": per_day,
-        "totals": {**totals, "total": sum(totals.values())},
-    }
+        per_day.append((day, {n: counts.get((day, n), 0) for n in STATUS_CLASS_NAMES}))
+    return KeyUsage(key=row, days=per_day)
 
 
 async def set_limits(
@@ -205,44 +192,3 @@ async def revoke_key(
 def pepper(secret: str) -> bytes:
     """The HMAC pepper of stored key digests; the one place it is derived (server and CLI)."""
     return derive_key(secret, "aisoule/api-key-pepper/v1")
-
-
-def status_of(row: APIKey, now: datetime | None = None) -> str:
-    now = now or utcnow()
-    if row.revoked_at is not None:
-        return "revoked"
-    if row.expires_at is not None and row.expires_at <= now:
-        return "expired"
-    return "active"
-
-
-def key_out(row: APIKey) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "name": row.name,
-        "prefix": row.prefix,
-        "last4": row.last4,
-        "scopes": list(row.scopes),
-        "status": status_of(row),
-        "created_at": iso_z(row.created_at),
-        "expires_at": iso_z(row.expires_at),
-        "last_used_at": iso_z(row.last_used_at),
-        "revoked_at": iso_z(row.revoked_at),
-        "rate_limit": {
-            "per_minute": row.rate_limit_per_minute,
-            "per_second": row.rate_limit_per_second,
-        },
-    }
-
-
-def created_out(row: APIKey, secret: str) -> dict[str, Any]:
-    return {
-        "id": str(row.id),
-        "name": row.name,
-        "key": secret,
-        "prefix": row.prefix,
-        "last4": row.last4,
-        "scopes": list(row.scopes),
-        "expires_at": iso_z(row.expires_at),
-        "created_at": iso_z(row.created_at),
-    }

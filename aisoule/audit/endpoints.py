@@ -5,10 +5,10 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from aisoule.audit import service
-from aisoule.audit.schemas import AuditEventType, AuditLogData
+from aisoule.audit.schemas import AuditEventType, AuditLogData, event_out
 from aisoule.auth.dependencies import OwnerSession
 from aisoule.db.session import DBSession
-from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
+from aisoule.kit.envelope import Envelope, ErrorEnvelope, api_page
 from aisoule.kit.pagination import Page
 from aisoule.kit.responses import ORJSONResponse
 
@@ -30,11 +30,4 @@ async def audit_log(
     rows, total = await service.list_page(
         session, principal.workspace_id, limit=page.per_page, offset=page.offset, event=event
     )
-    return success(
-        {
-            "events": [service.event_out(r) for r in rows],
-            "total": total,
-            "page": page.page,
-            "per_page": page.per_page,
-        }
-    )
+    return api_page("events", [event_out(r) for r in rows], total, page)

@@ -5,6 +5,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from aisoule.kit.time import iso_z
+from aisoule.models import AuditEvent
+
 
 class AuditEventType(StrEnum):
     signup = "signup"
@@ -31,3 +34,16 @@ class AuditLogData(BaseModel):
     total: int
     page: int
     per_page: int
+
+
+def event_out(row: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "event": row.event,
+        "actor_user_id": str(row.actor_user_id) if row.actor_user_id else None,
+        "actor_api_key_id": str(row.actor_api_key_id) if row.actor_api_key_id else None,
+        "ip": row.ip,
+        "user_agent": row.user_agent,
+        "details": row.details,
+        "created_at": iso_z(row.created_at),
+    }

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule.audit.repository import AuditRepository
 from aisoule.audit.schemas import AuditEventType
-from aisoule.kit.time import iso_z, utcnow
+from aisoule.kit.time import utcnow
 from aisoule.models import AuditEvent
 
 
@@ -56,16 +56,3 @@ async def list_page(
     return await AuditRepository(session).list_page(
         workspace_id, limit=limit, offset=offset, event=event.value if event else None
     )
-
-
-def event_out(row: AuditEvent) -> dict[str, Any]:
-    return {
-        "id": row.id,
-        "event": row.event,
-        "actor_user_id": str(row.actor_user_id) if row.actor_user_id else None,
-        "actor_api_key_id": str(row.actor_api_key_id) if row.actor_api_key_id else None,
-        "ip": row.ip,
-        "user_agent": row.user_agent,
-        "details": row.details,
-        "created_at": iso_z(row.created_at),
-    }

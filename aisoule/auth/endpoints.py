@@ -19,7 +19,9 @@ from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
 from aisoule.kit.responses import ORJSONResponse
 from aisoule.ratelimit.limiter import LimiterUnavailable, Throttle
 from aisoule.users import service as user_service
+from aisoule.users.schemas import user_out
 from aisoule.workspaces import service as workspace_service
+from aisoule.workspaces.schemas import workspace_out
 
 router = APIRouter(prefix="/auth", tags=["Authentication"])
 
@@ -54,8 +56,8 @@ def _set_cookies(response: Response, request: Request, result: service.LoginResu
 
 def _session_payload(result: service.LoginResult) -> dict[str, object]:
     return {
-        "user": user_service.user_out(result.user, result.role),
-        "workspace": workspace_service.workspace_out(result.workspace),
+        "user": user_out(result.user, result.role),
+        "workspace": workspace_out(result.workspace),
         "csrf_token": result.csrf_token,
     }
 
@@ -231,11 +233,11 @@ async def me(principal: AnyPrincipal, session: DBSession) -> ORJSONResponse:
             session, principal.user_id, principal.workspace_id
         )
         if user is not None and member is not None:
-            user_payload = user_service.user_out(user, member.role)
+            user_payload = user_out(user, member.role)
     return success(
         {
             "user": user_payload,
-            "workspace": workspace_service.workspace_out(workspace),
+            "workspace": workspace_out(workspace),
             "auth": principal.via,
             "scopes": sorted(principal.scopes),
         }

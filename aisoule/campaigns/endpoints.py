@@ -4,9 +4,9 @@ from fastapi import APIRouter
 
 from aisoule.auth.dependencies import CampaignsRead
 from aisoule.campaigns import service
-from aisoule.campaigns.schemas import CampaignList
+from aisoule.campaigns.schemas import CampaignList, campaign_out
 from aisoule.db.session import DBSession
-from aisoule.kit.envelope import Envelope, success
+from aisoule.kit.envelope import Envelope, api_page
 from aisoule.kit.pagination import Page
 from aisoule.kit.responses import ORJSONResponse
 
@@ -25,11 +25,4 @@ async def list_campaigns(
     rows, total = await service.list_page(
         session, principal.workspace_id, limit=page.per_page, offset=page.offset
     )
-    return success(
-        {
-            "campaigns": [service.to_out(r) for r in rows],
-            "total": total,
-            "page": page.page,
-            "per_page": page.per_page,
-        }
-    )
+    return api_page("campaigns", [campaign_out(r) for r in rows], total, page)

@@ -2,6 +2,9 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 
+from aisoule.kit.time import iso_z
+from aisoule.models import Campaign
+
 
 class CampaignOut(BaseModel):
     id: str
@@ -16,3 +19,13 @@ class CampaignList(BaseModel):
     total: int
     page: int
     per_page: int
+
+
+def campaign_out(row: Campaign) -> dict[str, object]:
+    return {
+        "id": str(row.id),
+        "name": row.name,
+        "status": row.status,
+        "created_at": iso_z(row.created_at),
+        "updated_at": iso_z(row.updated_at),
+    }

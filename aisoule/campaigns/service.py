@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule.campaigns.repository import CampaignRepository
-from aisoule.kit.time import iso_z
 from aisoule.models import Campaign
 
 
@@ -18,13 +17,3 @@ async def list_page(
     repo = CampaignRepository(session)
     rows = await repo.list_page(workspace_id, limit=limit, offset=offset)
     return rows, await repo.count(workspace_id)
-
-
-def to_out(row: Campaign) -> dict[str, object]:
-    return {
-        "id": str(row.id),
-        "name": row.name,
-        "status": row.status,
-        "created_at": iso_z(row.created_at),
-        "updated_at": iso_z(row.updated_at),
-    }

@@ -19,7 +19,7 @@ from aisoule.contacts.schemas import (
 )
 from aisoule.db.session import DBSession
 from aisoule.idempotency.dependencies import IDEMPOTENT
-from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
+from aisoule.kit.envelope import Envelope, ErrorEnvelope, api_page, success
 from aisoule.kit.pagination import Page
 from aisoule.kit.responses import ORJSONResponse
 
@@ -73,14 +73,7 @@ async def list_contacts(
         stage=stage,
         q=q,
     )
-    return success(
-        {
-            "contacts": [api_contact(r) for r in rows],
-            "total": total,
-            "page": page.page,
-            "per_page": page.per_page,
-        }
-    )
+    return api_page("contacts", [api_contact(r) for r in rows], total, page)
 
 
 @router.post(

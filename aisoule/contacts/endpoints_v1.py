@@ -22,6 +22,7 @@ from aisoule.contacts.schemas import (
 from aisoule.db.session import DBSession
 from aisoule.exceptions import NotFound
 from aisoule.idempotency.dependencies import IDEMPOTENT
+from aisoule.kit.envelope import v1_page
 from aisoule.kit.responses import ORJSONResponse
 
 router = APIRouter(prefix="/contacts", tags=["Contacts (v1)"])
@@ -83,13 +84,7 @@ async def list_contacts(
     rows, total = await service.list_contacts(
         session, principal.workspace_id, limit=limit, offset=offset, tag=tag
     )
-    return ORJSONResponse(
-        {
-            "success": True,
-            "contacts": [v1_contact(r) for r in rows],
-            "pagination": {"total": total, "limit": limit, "offset": offset},
-        }
-    )
+    return v1_page("contacts", [v1_contact(r) for r in rows], total, limit=limit, offset=offset)
 
 
 @router.get(

@@ -379,15 +379,15 @@ class ContactRepository:
         )
         return (await self.session.execute(stmt)).mappings().one_or_none()
 
-    async def numbers_of(self, workspace_id: uuid.UUID, ids: Iterable[int]) -> dict[int, int]:
-        """The numbers of these contacts (by internal id) that are in this workspace."""
+    async def refs_of(self, workspace_id: uuid.UUID, ids: Iterable[int]) -> list[Row]:
+        """(id, uuid, number) of these contacts (by internal id) that are in this workspace."""
         wanted = sorted(set(ids))
         if not wanted:
-            return {}
-        stmt = select(T.c.id, T.c.number).where(
+            return []
+        stmt = select(T.c.id, T.c.uuid, T.c.number).where(
             T.c.workspace_id == workspace_id, T.c.id.in_(wanted)
         )
-        return {r.id: r.number for r in (await self.session.execute(stmt)).all()}
+        return list((await self.session.execute(stmt)).mappings().all())
 
     # --- writes ---
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -222,6 +224,15 @@ def parse_v1_id(value: str) -> int | None:
     """The number in a /v1 id (``cnt_<digits>``), or None when ``value`` is not one."""
     match = _V1_ID.fullmatch(value)
     return None if match is None else int(match.group(1))
+
+
+@dataclass(frozen=True, slots=True)
+class ContactRef:
+    """How another domain's representation names a contact: ``uuid`` on /api, ``v1_id(number)``
+    on /v1 (contacts.service.refs() looks them up)."""
+
+    uuid: UUID
+    number: int
 
 
 def v1_contact(row: Mapping[Any, Any]) -> dict[str, Any]:

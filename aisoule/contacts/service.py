@@ -14,11 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aisoule.contacts.repository import ConsentRepository, ContactRepository, Row, counts_of
 from aisoule.contacts.schemas import (
     ContactCreateApi,
+    ContactRef,
     ContactUpdateApi,
     ContactUpsertV1,
     parse_v1_id,
     split_name,
-    v1_id,
 )
 from aisoule.exceptions import Conflict, NotFound, ValidationFailed
 from aisoule.kit.ids import parse_uuid
@@ -341,13 +341,15 @@ async def find_for_message(
     return await ContactRepository(session).get_by_uuid(workspace_id, value)
 
 
-async def v1_ids(
-    session: AsyncSession, workspace_id: uuid.UUID, contact_ids: Iterable[int]
-) -> dict[int, str]:
-    """The /v1 ids (``cnt_<number>``) of these contacts, by internal id, for other domains'
-    representations (a message names its contact so)."""
-    numbers = await ContactRepository(session).numbers_of(workspace_id, contact_ids)
-    return {contact_id: v1_id(number) for contact_id, number in numbers.items()}
+async def refs(
+    session: AsyncSession, workspace_id: uuid.UUID, contact_ids: Iterable[int | None]
+) -> dict[int, ContactRef]:
+    """What other domains' representations name a contact by (its uuid on /api, its number on
+    /v1), by internal id; ids of no contact in this workspace (and None) are left out."""
+    rows = await ContactRepository(session).refs_of(
+        workspace_id, (i for i in contact_ids if i is not None)
+    )
+    return {r["id"]: ContactRef(uuid=r["uuid"], number=r["number"]) for r in rows}
 
 
 # -- WhatsApp consent ---------------------------------------------------------------------------

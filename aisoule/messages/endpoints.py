@@ -7,14 +7,21 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Header, Query
 
 from aisoule.auth.dependencies import MessagesSend
+from aisoule.contacts import service as contacts
 from aisoule.db.session import DBSession
 from aisoule.dependencies import RuntimeDep
 from aisoule.idempotency.dependencies import IDEMPOTENT
-from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
+from aisoule.kit.envelope import Envelope, ErrorEnvelope, api_page, success
 from aisoule.kit.pagination import Page
 from aisoule.kit.responses import ORJSONResponse
 from aisoule.messages import service
-from aisoule.messages.schemas import MessageData, MessageList, MessageSend, QueuedData
+from aisoule.messages.schemas import (
+    MessageData,
+    MessageList,
+    MessageSend,
+    QueuedData,
+    api_message,
+)
 
 router = APIRouter(prefix="/messages", tags=["Messages"])
 
@@ -76,15 +83,8 @@ async def list_messages(
         status=status,
         direction=direction,
     )
-    ids = await service.contact_ids(session, principal.workspace_id, rows)
-    return success(
-        {
-            "messages": [service.to_out(r, ids) for r in rows],
-            "total": total,
-            "page": page.page,
-            "per_page": page.per_page,
-        }
-    )
+    refs = await contacts.refs(session, principal.workspace_id, (r.contact_id for r in rows))
+    return api_page("messages", [api_message(r, refs) for r in rows], total, page)
 
 
 @router.get(
@@ -97,6 +97,6 @@ async def get_message(
     message_id: str, principal: MessagesSend, session: DBSession
 ) -> ORJSONResponse:
     message = await service.get(session, principal.workspace_id, message_id)
-    ids = await service.contact_ids(session, principal.workspace_id, [message])
-    out = service.to_out(message, ids, await service.history(session, message))
+    refs = await contacts.refs(session, principal.workspace_id, [message.contact_id])
+    out = api_message(message, refs, await service.history(session, message))
     return success({"message": out})

@@ -8,12 +8,14 @@ from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel
 
 from aisoule.auth.dependencies import MessagesSend
+from aisoule.contacts import service as contacts
 from aisoule.db.session import DBSession
 from aisoule.dependencies import RuntimeDep
 from aisoule.idempotency.dependencies import IDEMPOTENT
+from aisoule.kit.envelope import v1_page
 from aisoule.kit.responses import ORJSONResponse
 from aisoule.messages import service
-from aisoule.messages.schemas import MessageOut, MessageSend, Queued
+from aisoule.messages.schemas import MessageOut, MessageSend, Queued, v1_message
 
 router = APIRouter(prefix="/messages", tags=["Messages (v1)"])
 
@@ -79,14 +81,8 @@ async def list_messages(
         status=status,
         direction=direction,
     )
-    ids = await service.contact_ids(session, principal.workspace_id, rows)
-    return ORJSONResponse(
-        {
-            "success": True,
-            "data": [service.to_out(r, ids) for r in rows],
-            "pagination": {"total": total, "limit": limit, "offset": offset},
-        }
-    )
+    refs = await contacts.refs(session, principal.workspace_id, (r.contact_id for r in rows))
+    return v1_page("data", [v1_message(r, refs) for r in rows], total, limit=limit, offset=offset)
 
 
 @router.get(
@@ -99,6 +95,6 @@ async def get_message(
     message_id: str, principal: MessagesSend, session: DBSession
 ) -> ORJSONResponse:
     message = await service.get(session, principal.workspace_id, message_id)
-    ids = await service.contact_ids(session, principal.workspace_id, [message])
-    out = service.to_out(message, ids, await service.history(session, message))
+    refs = await contacts.refs(session, principal.workspace_id, [message.contact_id])
+    out = v1_message(message, refs, await service.history(session, message))
     return ORJSONResponse({"success": True, "data": out})

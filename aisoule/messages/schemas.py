@@ -1,10 +1,16 @@
+"""Messages: the send request both surfaces accept, and a message as each surface shows it."""
+
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from aisoule.contacts.schemas import ContactRef, v1_id
+from aisoule.kit.time import iso_z
 from aisoule.kit.validation import InputModel
+from aisoule.models import Message
 
 MessageType = Literal["text", "template", "image", "document", "audio", "video", "interactive"]
 MEDIA_TYPES = ("image", "document", "audio", "video")
@@ -182,3 +188,61 @@ class MessageList(BaseModel):
     total: int
     page: int
     per_page: int
+
+
+# --- representations (plain dicts, rendered by ORJSONResponse; MessageOut documents them) ---
+
+# Meta's envelope keys, which say nothing a message's own fields do not.
+_ENVELOPE_KEYS = frozenset({"messaging_product", "recipient_type", "to", "from", "id", "timestamp"})
+
+
+def _message(
+    message: Message, contact_id: str | None, statuses: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": str(message.id),
+        "account_id": str(message.account_id),
+        "contact_id": contact_id,
+        "direction": message.direction,
+        "type": message.type,
+        # The customer's number (E.164 with +) on their side of the message; ours is the account's.
+        "to": message.phone if message.direction == "outbound" else None,
+        "from": message.phone if message.direction == "inbound" else None,
+        "status": message.status,
+        "wamid": message.wamid,
+        "content": {k: v for k, v in message.payload.items() if k not in _ENVELOPE_KEYS},
+        "preview": message.preview,
+        "error": message.error,
+        "attempts": message.attempts,
+        "created_at": iso_z(message.created_at),
+        "updated_at": iso_z(message.updated_at),
+    }
+    if statuses is not None:
+        out["statuses"] = statuses
+    return out
+
+
+def _ref(message: Message, contacts: Mapping[int, ContactRef]) -> ContactRef | None:
+    return contacts.get(message.contact_id) if message.contact_id is not None else None
+
+
+def api_message(
+    message: Message,
+    contacts: Mapping[int, ContactRef],
+    statuses: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A message on /api: its contact by uuid, as GET /api/contacts/{id} takes it.
+    ``contacts`` from contacts.service.refs()."""
+    ref = _ref(message, contacts)
+    return _message(message, None if ref is None else str(ref.uuid), statuses)
+
+
+def v1_message(
+    message: Message,
+    contacts: Mapping[int, ContactRef],
+    statuses: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """A message on /v1: its contact by ``cnt_`` id, as GET /v1/contacts/{id} takes it.
+    ``contacts`` from contacts.service.refs()."""
+    ref = _ref(message, contacts)
+    return _message(message, None if ref is None else v1_id(ref.number), statuses)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -554,50 +554,6 @@ async def list_page(
         status=status,
         direction=direction,
     )
-
-
-async def contact_ids(
-    session: AsyncSession, workspace_id: uuid.UUID, messages: Sequence[Message]
-) -> dict[int, str]:
-    """The /v1 ids of these messages' contacts (their numbers within the workspace), for to_out."""
-    return await contacts.v1_ids(
-        session, workspace_id, (m.contact_id for m in messages if m.contact_id is not None)
-    )
-
-
-def to_out(
-    message: Message,
-    contact_ids: Mapping[int, str],
-    statuses: list[dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """A message as both surfaces show it; ``contact_ids`` from contact_ids()."""
-    out: dict[str, Any] = {
-        "id": str(message.id),
-        "account_id": str(message.account_id),
-        "contact_id": (
-            contact_ids.get(message.contact_id) if message.contact_id is not None else None
-        ),
-        "direction": message.direction,
-        "type": message.type,
-        # The customer's number on their side of the message (our side is the account's).
-        "to": message.phone if message.direction == "outbound" else None,
-        "from": message.phone if message.direction == "inbound" else None,
-        "status": message.status,
-        "wamid": message.wamid,
-        "content": {
-            k: v
-            for k, v in message.payload.items()
-            if k not in ("messaging_product", "recipient_type", "to", "from", "id", "timestamp")
-        },
-        "preview": message.preview,
-        "error": message.error,
-        "attempts": message.attempts,
-        "created_at": iso_z(message.created_at),
-        "updated_at": iso_z(message.updated_at),
-    }
-    if statuses is not None:
-        out["statuses"] = statuses
-    return out
 
 
 async def reconcile(

@@ -10,7 +10,7 @@ from aisoule.auth.dependencies import TemplatesRead, TemplatesWrite
 from aisoule.db.session import DBSession
 from aisoule.dependencies import RuntimeDep
 from aisoule.idempotency.dependencies import IDEMPOTENT
-from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
+from aisoule.kit.envelope import Envelope, ErrorEnvelope, api_page, success
 from aisoule.kit.pagination import Page
 from aisoule.kit.responses import ORJSONResponse
 from aisoule.templates import service
@@ -21,6 +21,7 @@ from aisoule.templates.schemas import (
     TemplateDeleted,
     TemplateList,
     TemplateSync,
+    template_out,
 )
 
 router = APIRouter(prefix="/templates", tags=["Templates"])
@@ -57,14 +58,7 @@ async def list_templates(
         name=name,
         account_id=account_id,
     )
-    return success(
-        {
-            "templates": [service.to_out(r) for r in rows],
-            "total": total,
-            "page": page.page,
-            "per_page": page.per_page,
-        }
-    )
+    return api_page("templates", [template_out(r) for r in rows], total, page)
 
 
 @router.post(
@@ -82,7 +76,7 @@ async def create_template(
     data: TemplateCreate, principal: TemplatesWrite, session: DBSession, rt: RuntimeDep
 ) -> ORJSONResponse:
     row = await service.create(session, rt, principal.workspace_id, data)
-    return success({"template": service.to_out(row)}, 201)
+    return success({"template": template_out(row)}, 201)
 
 
 @router.post(
@@ -114,7 +108,7 @@ async def get_template(
     template_id: str, principal: TemplatesRead, session: DBSession
 ) -> ORJSONResponse:
     row = await service.get(session, principal.workspace_id, template_id)
-    return success({"template": service.to_out(row)})
+    return success({"template": template_out(row)})
 
 
 @router.delete(

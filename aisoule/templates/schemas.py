@@ -5,7 +5,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from aisoule.kit.time import iso_z
 from aisoule.kit.validation import InputModel
+from aisoule.models import MessageTemplate
 
 _NAME = re.compile(r"^[a-z0-9_]{1,512}$")
 # Meta's template languages: "en", "en_US", "pt_BR", "fil", "zh_CN", ...
@@ -106,3 +108,20 @@ class SyncResult(BaseModel):
     skipped: list[SyncSkipped] = Field(
         description="Templates Meta holds that could not be stored here, and why"
     )
+
+
+def template_out(row: MessageTemplate) -> dict[str, object]:
+    return {
+        "id": str(row.id),
+        "account_id": str(row.account_id) if row.account_id else None,
+        "meta_id": row.meta_id,
+        "name": row.name,
+        "language": row.language,
+        "category": row.category,
+        "status": row.status,
+        "parameter_format": row.parameter_format,
+        "components": row.components,
+        "rejected_reason": row.rejected_reason,
+        "created_at": iso_z(row.created_at),
+        "updated_at": iso_z(row.updated_at),
+    }

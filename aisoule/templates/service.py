@@ -17,7 +17,7 @@ from aisoule.accounts import service as accounts
 from aisoule.db.engine import commit_now, outside_transaction
 from aisoule.exceptions import Conflict, NotFound, UpstreamFailed, ValidationFailed
 from aisoule.kit.ids import parse_uuid
-from aisoule.kit.time import iso_z, utcnow
+from aisoule.kit.time import utcnow
 from aisoule.models import MessageTemplate, WhatsAppAccount
 from aisoule.runtime import Runtime
 from aisoule.templates.repository import TemplateRepository
@@ -109,23 +109,6 @@ async def named_for_sending(
     """The rows (one per language) a message through this account may use for ``name``; the
     sender checks language, status and parameters (messages/checks.py)."""
     return await TemplateRepository(session).named(workspace_id, account_id, name)
-
-
-def to_out(row: MessageTemplate) -> dict[str, object]:
-    return {
-        "id": str(row.id),
-        "account_id": str(row.account_id) if row.account_id else None,
-        "meta_id": row.meta_id,
-        "name": row.name,
-        "language": row.language,
-        "category": row.category,
-        "status": row.status,
-        "parameter_format": row.parameter_format,
-        "components": row.components,
-        "rejected_reason": row.rejected_reason,
-        "created_at": iso_z(row.created_at),
-        "updated_at": iso_z(row.updated_at),
-    }
 
 
 # -- validation (before Meta sees it) -----------------------------------------------------------

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aisoule.accounts import service as accounts_service
 from aisoule.exceptions import Conflict, ValidationFailed
 from aisoule.kit.passwords import hash_password, verify_password
-from aisoule.kit.time import iso_z, utcnow
+from aisoule.kit.time import utcnow
 from aisoule.models import User, Workspace, WorkspaceMember
 from aisoule.runtime import Runtime
 from aisoule.users.repository import UserRepository
@@ -97,16 +97,6 @@ async def get_membership(
     session: AsyncSession, user_id: uuid.UUID, workspace_id: uuid.UUID
 ) -> WorkspaceMember | None:
     return await UserRepository(session).membership(user_id, workspace_id)
-
-
-def user_out(user: User, role: str) -> dict[str, object]:
-    return {
-        "id": str(user.id),
-        "email": user.email,
-        "name": user.name,
-        "role": role,
-        "created_at": iso_z(user.created_at),
-    }
 
 
 async def find_by_email(session: AsyncSession, email: str) -> User | None:

@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule.exceptions import NotFound, ValidationFailed
-from aisoule.kit.time import iso_z, utcnow
+from aisoule.kit.time import utcnow
 from aisoule.models import Stage, Workspace
 from aisoule.workspaces.repository import WorkspaceRepository
 
@@ -58,11 +58,3 @@ async def resolve_stage(
         f"{field}: {value!r} is not one of this workspace's stages ({', '.join(names)})",
         field=field,
     )
-
-
-def workspace_out(workspace: Workspace) -> dict[str, object]:
-    return {
-        "id": str(workspace.id),
-        "name": workspace.name,
-        "created_at": iso_z(workspace.created_at),
-    }

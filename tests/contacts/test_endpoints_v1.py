@@ -315,7 +315,8 @@ def test_messages_name_their_contact_by_its_v1_id(make_workspace: Any, server: S
             inbound = wait_for(listed, "the inbound message")
             contact = v1.get(f"/v1/contacts/{expected}").json()["contact"]
             assert contact["phone"] == "919812345678"
-            assert inbound[0]["contact_id"] == expected
+            mine = api.get(f"/api/contacts/{inbound[0]['contact_id']}")  # /api: by uuid
+            assert mine.json()["data"]["contact"]["phone_number"] == "+919812345678", mine.text
             one = v1.get(f"/v1/messages/{inbound[0]['id']}").json()["data"]
             assert one["contact_id"] == expected
             filtered = v1.get("/v1/messages", params={"contact": expected}).json()

@@ -89,7 +89,7 @@ def conversation(server: Server, api: httpx.Client) -> None:
     msg = read_with_history(api, queued["id"])
     assert msg["wamid"].startswith("wamid.")
     assert msg["content"]["text"]["body"] == "Hello Priya!"
-    assert msg["contact_id"].startswith("cnt_")
+    assert api.get(f"/api/contacts/{msg['contact_id']}").json()["data"]["contact"] == contact
 
     customer_writes(server, number, "Thanks!")
     wait_for(lambda: "Thanks!" in inbound_texts(api), "the customer's reply")
