@@ -6,6 +6,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aisoule.auth.scopes import Scope
+from aisoule.kit.time import utcnow
 from aisoule.kit.validation import InputModel
 
 
@@ -45,7 +46,7 @@ class APIKeyCreate(InputModel):
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        if value <= datetime.now(UTC):
+        if value <= utcnow():
             raise ValueError("must be in the future")
         return value
 
