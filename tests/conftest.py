@@ -13,6 +13,9 @@ import pytest
 
 from tests.servers import Server, make_server, pg_url, reset_postgres
 
+# The service-level harness (fixtures `harness`, `clock`), for every test folder.
+pytest_plugins = ["tests.harness"]
+
 _counter = itertools.count()
 ALL_SCOPES = [
     "contacts:read",

@@ -50,7 +50,7 @@ class APIKeyCreate(InputModel):
             return None
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        if value <= datetime.now(UTC):
+        if value <= utcnow():
             raise ValueError("must be in the future")
         return value
 

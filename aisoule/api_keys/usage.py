@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from datetime import UTC, date, datetime
+from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule.api_keys.repository import APIKeyRepository
+from aisoule.kit.time import utcnow
 
 UsageKey = tuple[uuid.UUID, date, int]
 
@@ -22,7 +23,7 @@ class UsageRecorder:
         self.pending: Counter[UsageKey] = Counter()
 
     def record(self, api_key_id: uuid.UUID, status: int) -> None:
-        day = datetime.now(UTC).date()
+        day = utcnow().date()
         self.pending[(api_key_id, day, max(1, min(5, status // 100)))] += 1
 
     def take(self) -> Counter[UsageKey]:
