@@ -11,6 +11,10 @@ import click
 
 from aisoule.config import get_settings
 
+# uvicorn keeps an idle connection open this long (its default, 5 s, is shorter than the idle
+# timeout of many clients and proxies: a request written as the server closes is lost to them).
+KEEP_ALIVE_SECONDS = 75
+
 
 @click.group()
 def cli() -> None:
@@ -76,6 +80,9 @@ def serve(
         ssl_certfile=certfile,
         ssl_keyfile=keyfile,
         server_header=False,
+        # Longer than the idle timeout of the proxies and clients in front (60 s is common), so a
+        # client never writes a request onto a connection this server is closing.
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 
@@ -139,6 +146,7 @@ def emulator(host: str, port: int, webhook_url: str | None, app_secret: str | No
         port=port,
         log_level=get_settings().log_level.lower(),
         server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )
 
 

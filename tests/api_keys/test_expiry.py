@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from aisoule.api_keys import service
-from aisoule.api_keys.schemas import APIKeyCreate
+from aisoule.api_keys.schemas import APIKeyCreate, status_of
 from aisoule.exceptions import Unauthorized
 from aisoule.kit.time import Clock, utcnow
 from tests.harness import Harness
@@ -34,7 +34,7 @@ async def test_a_key_works_until_it_expires_and_is_refused_from_then_on(
     async with harness.session() as session:
         live = await service.authenticate(session, PEPPER, secret)
         assert live.id == row.id
-        assert service.status_of(await service.get_key(session, harness.workspace_id, row.id)) == (
+        assert status_of(await service.get_key(session, harness.workspace_id, row.id)) == (
             "active"
         )
 
@@ -44,7 +44,7 @@ async def test_a_key_works_until_it_expires_and_is_refused_from_then_on(
             await service.authenticate(session, PEPPER, secret)
         assert refused.value.code == "api_key_expired"
         key = await service.get_key(session, harness.workspace_id, row.id)
-        assert service.status_of(key) == "expired"
+        assert status_of(key) == "expired"
     with pytest.raises(ValueError, match="must be in the future"):
         APIKeyCreate(name="already over", expires_at=expires_at)
 

@@ -27,6 +27,13 @@ DEFAULT_BASE_URL = "https://graph.facebook.com"
 DEFAULT_VERSION = "v23.0"
 
 
+# An idle pooled connection is dropped after this long, sooner than servers close theirs (uvicorn's
+# default is 5 s, the emulator's too when run elsewhere): a send written onto a connection the
+# server has just closed fails with ServerDisconnectedError after the request may have left, so it
+# would be marked unknown and never resent (seen in bench.batch against the emulator).
+KEEPALIVE_SECONDS = 4.0
+
+
 class CloudAPIClient:
     """Implements ``WhatsAppProvider``. Create once per process; ``close()`` on shutdown.
 
@@ -71,7 +78,9 @@ class CloudAPIClient:
         # Created lazily: an aiohttp session must be made inside the running event loop.
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=self._pool_limit),
+                connector=aiohttp.TCPConnector(
+                    limit=self._pool_limit, keepalive_timeout=KEEPALIVE_SECONDS
+                ),
                 timeout=self._timeout,
                 json_serialize=lambda obj: orjson.dumps(obj).decode(),
             )
