@@ -6,12 +6,13 @@ AISOULE_HOST ?= 127.0.0.1
 AISOULE_PORT ?= 8000
 export AISOULE_HOST AISOULE_PORT
 
-.PHONY: run test lint typecheck bench fuzz clean help
+.PHONY: run test lint typecheck bench bench-compare wrk fuzz clean help
 
 help:
 	@echo "make run    - install into .venv, migrate, start http://$(AISOULE_HOST):$(AISOULE_PORT)"
 	@echo "make test   - install dev dependencies, lint, type-check, run the suite (SQLite + PostgreSQL)"
 	@echo "make bench  - benchmarks on PostgreSQL (1M contacts), results in docs/benchmarks.md"
+	@echo "make bench-compare BEFORE=dir AFTER=dir - the bench scenarios at two checkouts, alternating"
 	@echo "make fuzz   - the schemathesis API fuzz test with FUZZ_EXAMPLES (1000) cases per operation"
 
 $(VENV)/.python-ok:
@@ -55,10 +56,24 @@ FUZZ_EXAMPLES ?= 1000
 fuzz: $(VENV)/.installed-dev
 	AISOULE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/test_fuzz.py
 
-bench: $(VENV)/.installed-dev
+# The load generator of the API benchmarks, from Debian's archive (as .ci/run installs chromium).
+wrk:
+	@if [ ! -x /usr/bin/wrk ]; then \
+	  echo "installing wrk"; \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; \
+	fi
+
+bench: $(VENV)/.installed-dev wrk
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.webhooks --write
 	$(BIN)/python -m bench.send --write
+
+# Two checkouts (git worktrees) of the code, e.g. for issue 9:
+#   git worktree add --detach ../bench-before 1f2502d && git worktree add --detach ../bench-after 662bdde
+#   make bench-compare BEFORE=../bench-before AFTER=../bench-after COMPARE_ARGS=--write
+bench-compare: $(VENV)/.installed-dev wrk
+	$(BIN)/python -m bench.compare --before $(BEFORE) --after $(AFTER) $(COMPARE_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache

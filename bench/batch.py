@@ -51,10 +51,10 @@ class Round:
     wall: float
 
 
-def _config() -> BenchConfig:
+def _config(database: str = DATABASE) -> BenchConfig:
     base = os.environ.get("AISOULE_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/")
     return BenchConfig(
-        database_url=base.rsplit("/", 1)[0] + "/" + DATABASE,
+        database_url=base.rsplit("/", 1)[0] + "/" + database,
         contacts=0,
         duration=0,
         warmup=0,
@@ -228,15 +228,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--size", type=int, default=500, help="messages per round and path (500)")
     p.add_argument("--rounds", type=int, default=3, help="rounds per path (3)")
+    p.add_argument(
+        "--database", default=DATABASE, help=f"database name, DROPPED and recreated ({DATABASE})"
+    )
     args = p.parse_args()
-    cfg = _config()
+    cfg = _config(args.database)
     os.environ.update(
         AISOULE_EMULATOR=f"http://127.0.0.1:{EMULATOR_PORT}",
         AISOULE_SANDBOX_ACCOUNTS="true",
         AISOULE_EMULATOR_THROUGHPUT_PER_SECOND="1000",
         AISOULE_RECONCILE_SECONDS="3600",  # its statements would blur the counts
     )
-    print(f"setting up database {DATABASE}", flush=True)
+    print(f"setting up database {cfg.database_name}", flush=True)
     asyncio.run(recreate_database(cfg))
     migrate(cfg)
     _free(EMULATOR_PORT)

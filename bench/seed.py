@@ -159,7 +159,7 @@ async def seed(dsn: str, workspace_id: str, n: int) -> None:
         await conn.execute(
             "SELECT setval(s, $2) FROM to_regclass('contact_number_' || replace($1::text, '-', ''))"
             " AS s WHERE s IS NOT NULL",
-            workspace,
+            str(workspace),  # $1::text: asyncpg wants a str there
             n,
         )
         print("  VACUUM ANALYZE, CHECKPOINT ...", flush=True)

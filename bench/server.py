@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -32,12 +34,24 @@ def http_json(
         return exc.code, json.loads(exc.read() or b"null")
 
 
-class Server:
-    """``with Server(cfg, log_path) as server:`` starts uvicorn and waits for /healthz."""
+# Serves the checkout it runs in: ``aisoule`` is imported from the working directory (first on
+# sys.path, before the venv's editable install), and the log's first line names the file.
+_LAUNCH = (
+    "import sys, aisoule; print('aisoule code:', aisoule.__file__, flush=True); "
+    "from aisoule.__main__ import main; sys.argv[0] = 'aisoule'; main()"
+)
 
-    def __init__(self, cfg: BenchConfig, log_path: Path) -> None:
+
+class Server:
+    """``with Server(cfg, log_path) as server:`` starts uvicorn and waits for /healthz.
+
+    With ``code`` (a checkout of aisoule), the server runs that checkout's code with this venv's
+    dependencies (bench/compare.py serves two commits in turn)."""
+
+    def __init__(self, cfg: BenchConfig, log_path: Path, code: Path | None = None) -> None:
         self.cfg = cfg
         self.log_path = log_path
+        self.code = code
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
@@ -54,19 +68,17 @@ class Server:
                 )
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("wb")
-        cmd = [
-            aisoule_bin(),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.cfg.port),
-            "--workers",
-            str(self.cfg.workers),
-        ]
-        self.proc = subprocess.Popen(
-            cmd, env=self.cfg.app_env(), stdout=log, stderr=subprocess.STDOUT
-        )
+        args = ["serve", "--host", "127.0.0.1", "--port", str(self.cfg.port)]
+        args += ["--workers", str(self.cfg.workers)]
+        env = self.cfg.app_env()
+        if self.code is None:
+            cmd, cwd = [aisoule_bin(), *args], None
+        else:
+            cmd, cwd = [sys.executable, "-c", _LAUNCH, *args], str(self.code)
+            env["PYTHONPATH"] = os.pathsep.join(
+                p for p in (str(self.code), env.get("PYTHONPATH", "")) if p
+            )
+        self.proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
