@@ -49,7 +49,7 @@ typecheck: $(VENV)/.installed-dev
 # Two pytest processes (each with its own servers and PostgreSQL database; files kept together):
 # most of the suite waits on real servers, so this takes the suite from about 9 to 7 minutes.
 test: lint typecheck node_modules/.installed
-	$(BIN)/pytest -q -n 2 --dist loadfile
+	$(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 # `make test` runs the same fuzz test with 100 cases per operation.
 FUZZ_EXAMPLES ?= 1000

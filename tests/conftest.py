@@ -129,3 +129,29 @@ def v1(ws: Workspace) -> Iterator[httpx.Client]:
     """Bearer client for a fresh workspace, as seed 003 shows."""
     with ws.client(bearer=True) as client:
         yield client
+
+
+# make test runs two pytest-xdist workers with --dist loadfile, which by default hands out files
+# by their number of tests, most first: the fuzz file (few tests, each a hundred cases per
+# operation, the longest file) came last and ran alone for minutes while the other worker idled.
+# These files go first, in this order, the rest by number of tests as before; the Makefile passes
+# --no-loadscope-reorder so the order stands.
+LONGEST_FIRST = (
+    "tests/test_fuzz.py",
+    "tests/ratelimit/test_limits.py",
+    "tests/messages/test_end_to_end.py",
+    "tests/auth/test_throttling.py",
+)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def path(item: pytest.Item) -> str:
+        return item.nodeid.split("::", 1)[0]
+
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[path(item)] = counts.get(path(item), 0) + 1
+    rank = {p: i for i, p in enumerate(LONGEST_FIRST)}
+    # Stable: the order within a file (pytest's grouping by server) is kept.
+    items.sort(key=lambda item: (rank.get(path(item), len(rank)), -counts[path(item)]))
