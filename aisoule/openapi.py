@@ -74,6 +74,21 @@ def _add_security(app: FastAPI, spec: dict[str, Any]) -> None:
                 operation["security"] = list(requirement)
 
 
+def _plain_optional_parameters(spec: dict[str, Any]) -> None:
+    """A query parameter that may be left out (``str | None = None``) is documented by FastAPI as
+    ``anyOf: [string, null]``, which ReDoc shows as "Tag (string) or Tag (null)"; a query string
+    cannot carry a null anyway: document its one real type."""
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values():
+            for parameter in operation.get("parameters", []):
+                schema = parameter.get("schema", {})
+                kinds = schema.get("anyOf", [])
+                real = [k for k in kinds if k != {"type": "null"}]
+                if len(kinds) == 2 and len(real) == 1:
+                    rest = {k: v for k, v in schema.items() if k != "anyOf"}
+                    parameter["schema"] = {**real[0], **rest}
+
+
 def install(app: FastAPI) -> None:
     def openapi() -> dict[str, Any]:
         if app.openapi_schema:
@@ -86,6 +101,7 @@ def install(app: FastAPI) -> None:
             tags=app.openapi_tags,
         )
         _add_security(app, spec)
+        _plain_optional_parameters(spec)
         components = spec.setdefault("components", {}).setdefault("schemas", {})
         refs = {"api": _schema(ErrorEnvelope, components), "v1": _schema(ErrorV1, components)}
         for path, operations in spec.get("paths", {}).items():
