@@ -70,4 +70,7 @@ async def flush_after_commit(session: AsyncSession) -> None:
         await enqueue(task, *args)
     calls: list[Callable[[], Awaitable[None]]] = session.info.pop(_CALLS, [])
     for call in calls:
-        await call()
+        try:  # the transaction is committed: a failing call must not turn it into an error
+            await call()
+        except Exception:
+            log.warning("after_commit_call_failed", exc_info=True)

@@ -115,10 +115,13 @@ def _credentials(request: Request) -> tuple[str | None, str | None]:
 
 def _key_in_query(request: Request) -> bool:
     """A parameter named like a key, or any value that looks like one, whatever its name."""
+    if not request.scope.get("query_string"):
+        return False
     for name, value in request.query_params.multi_items():
-        if name.strip().casefold().replace("-", "_") in _QUERY_KEY_NAMES:
+        folded = name.strip().casefold()
+        if folded.replace("-", "_") in _QUERY_KEY_NAMES or API_KEY_PREFIX in folded:
             return True
-        if API_KEY_PREFIX in name.casefold() or API_KEY_PREFIX in value.casefold():
+        if API_KEY_PREFIX in value.casefold():
             return True
     return False
 

@@ -580,18 +580,6 @@ class ConsentRepository:
             )
         )
 
-    async def get(self, contact_id: int) -> Row | None:
-        stmt = select(CW).where(CW.c.contact_id == contact_id)
-        return (await self.session.execute(stmt)).mappings().one_or_none()
-
-    async def opted_out_among(self, contact_ids: Iterable[int]) -> set[int]:
-        wanted = sorted(set(contact_ids))
-        if not wanted:
-            return set()
-        stmt = select(CW.c.contact_id).where(
-            CW.c.contact_id.in_(wanted), CW.c.opted_out_at.is_not(None)
-        )
-        return set((await self.session.execute(stmt)).scalars().all())
 
 
 def _search(q: str) -> Any:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -354,26 +352,8 @@ async def refs(
 
 # -- WhatsApp consent ---------------------------------------------------------------------------
 # What WhatsApp told us about a contact: their wa_id and profile name, and whether they opted out
-# (STOP, or Meta's 131050). Sending reads it (find_recipient, opted_out_among); the inbound
+# (STOP, or Meta's 131050). Sending reads it (find_recipient); the inbound
 # webhook and the send worker write it.
-
-
-@dataclass(frozen=True, slots=True)
-class Consent:
-    opted_out_at: datetime | None
-    opt_out_reason: str | None
-
-
-async def consent_state(session: AsyncSession, contact_id: int) -> Consent:
-    row = await ConsentRepository(session).get(contact_id)
-    if row is None:
-        return Consent(None, None)
-    return Consent(row["opted_out_at"], row["opt_out_reason"])
-
-
-async def opted_out_among(session: AsyncSession, contact_ids: Iterable[int]) -> set[int]:
-    """Which of these contacts opted out (one statement, for a batch of recipients)."""
-    return await ConsentRepository(session).opted_out_among(contact_ids)
 
 
 async def record_whatsapp_identity(

@@ -51,8 +51,3 @@ class ConversationRepository:
         await self.session.execute(
             stmt.on_conflict_do_update(index_elements=["account_id", "contact_id"], set_=sets)
         )
-
-    async def last_inbound(self, account_id: uuid.UUID, contact_id: int) -> datetime | None:
-        result = await self.session.execute(select(last_inbound_of(account_id, contact_id)))
-        value: datetime | None = result.scalar_one()
-        return value

@@ -30,12 +30,6 @@ async def open_window(
     await ConversationRepository(session).open_window(workspace_id, account_id, contact_id, at)
 
 
-async def last_inbound(
-    session: AsyncSession, account_id: uuid.UUID, contact_id: int
-) -> datetime | None:
-    return await ConversationRepository(session).last_inbound(account_id, contact_id)
-
-
 def last_inbound_column(account_id: uuid.UUID, contact_id: Any) -> Any:
     """``last_inbound`` as a column for another domain's lookup of the contact (``contact_id``
     its contact id column): the sender reads contact, consent and window in one statement."""

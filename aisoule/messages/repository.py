@@ -40,9 +40,6 @@ class MessageRepository:
         )
         return result.scalar_one_or_none()
 
-    async def get_any(self, message_id: uuid.UUID) -> Message | None:
-        return await self.session.get(Message, message_id)
-
     async def by_idempotency_key(self, workspace_id: uuid.UUID, key: str) -> Message | None:
         result = await self.session.execute(
             select(Message).where(

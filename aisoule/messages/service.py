@@ -272,10 +272,18 @@ SendOutcome = SentMessage | MetaAPIError | SendOutcomeUnknown | ProviderUnavaila
 async def send_to_meta(rt: Runtime, message: Message, account: WhatsAppAccount) -> SendOutcome:
     """The one call to Meta for a claimed message, paced to the number's throughput. No database
     work here: no transaction stays open while Meta answers."""
-    if rt.pacer is not None:
-        await rt.pacer.acquire(account.phone_number_id, account.throughput)
     try:
+        # Nothing has left for Meta yet: any failure here is a send to try again later, never a
+        # stray exception that would strand the rest of its chunk in "sending".
+        if rt.pacer is not None:
+            await rt.pacer.acquire(account.phone_number_id, account.throughput)
         sender = await accounts.sender(rt, account)
+    except (MetaAPIError, ProviderUnavailable) as exc:
+        return exc
+    except Exception as exc:
+        log.warning("send_setup_failed", message_id=str(message.id), exc_info=True)
+        return ProviderUnavailable(f"before sending: {type(exc).__name__}")
+    try:
         return await sender.provider.send_message(
             sender.phone_number_id, message.payload, access_token=sender.access_token
         )
