@@ -286,3 +286,26 @@ def test_unsigned_by_any_named_account_is_401_and_nothing_stored(
     assert post_signed(anon, body, "someone-elses-secret").status_code == 401
     assert anon.post(HOOK, content=orjson.dumps(body)).status_code == 401
     assert post_signed(anon, body, secret).json() == {"received": 1, "new": 1, "unproven": 0}
+
+
+def test_a_delivery_naming_too_many_numbers_is_refused_before_any_lookup(
+    make_workspace: Any, anon: httpx.Client
+) -> None:
+    """Before its signature proves anything, a delivery costs a lookup per number it names: one
+    naming more than 100 is a 400, and with 100 or fewer the owner's own entry still applies."""
+    ws = make_workspace()
+    account, secret = account_with_secret(ws)
+    wa_id = new_wa_id()
+    strangers = [
+        inbound({**account, "phone_number_id": str(10**14 + n), "waba_id": str(2 * 10**14 + n)},
+                new_wa_id(), "hi")
+        for n in range(100)
+    ]
+    r = post_signed(anon, entries(inbound(account, wa_id, "hello"), *strangers), secret)
+    assert r.status_code == 400, r.text
+    assert r.json()["code"] == "too_many_numbers"
+    with ws.client() as api:
+        assert contact_count(api, "+" + wa_id) == 0
+        r = post_signed(anon, entries(inbound(account, wa_id, "hello"), *strangers[:99]), secret)
+        assert r.status_code == 200, r.text
+        wait_for(lambda: contact_count(api, "+" + wa_id) == 1, what="the owner's own entry")
