@@ -285,6 +285,12 @@ class SafeClient:
                         current = target.join(URL(location))
                     except (ValueError, TypeError):
                         raise FetchError("the URL redirects to an invalid URL") from None
+                    if URL(current).origin() != target.origin():
+                        # The caller's headers (a webhook's signature) and body were meant for the
+                        # server it named, not for whichever one that server sends us to.
+                        headers = None
+                        if data is not None:
+                            raise FetchError("the URL redirects a request with a body elsewhere")
                     if resp.status == 303 or (resp.status in (301, 302) and method == "POST"):
                         method, data = ("HEAD" if method == "HEAD" else "GET"), None
                     continue
