@@ -4,7 +4,7 @@ from aisoule.models.api_key import APIKey
 from aisoule.models.api_key_usage import APIKeyUsage
 from aisoule.models.audit_event import AuditEvent
 from aisoule.models.auth_session import AuthSession
-from aisoule.models.campaign import Campaign
+from aisoule.models.campaign import Campaign, CampaignCounter, CampaignRecipient
 from aisoule.models.contact import Contact, ContactCount, ContactNumber, ContactTag
 from aisoule.models.idempotency_key import IdempotencyKey
 from aisoule.models.message import (
@@ -26,6 +26,8 @@ __all__ = [
     "AuditEvent",
     "AuthSession",
     "Campaign",
+    "CampaignCounter",
+    "CampaignRecipient",
     "Contact",
     "ContactCount",
     "ContactNumber",
