@@ -89,8 +89,12 @@ async def send(
     assert contact is not None  # checks.window refused a free-form message to a stranger
     body, preview = payload.build(data, contact["phone"], template)
     now = utcnow()
+    message_id = uuid.uuid4()
+    # Meta echoes biz_opaque_callback_data in the status webhooks: a send whose answer is lost
+    # (a timeout after the request left) is settled by them (see apply_status).
+    body = {**body, "biz_opaque_callback_data": str(message_id)}
     message = Message(
-        id=uuid.uuid4(),
+        id=message_id,
         workspace_id=workspace_id,
         account_id=account.id,
         contact_id=contact["id"],
@@ -103,6 +107,7 @@ async def send(
         status_rank=st.RANK[st.QUEUED],
         idempotency_key=idempotency_key,
         template_id=template.id if template else None,
+        recipient_ref=str(message_id),
         attempts=0,
         created_at=now,
         updated_at=now,

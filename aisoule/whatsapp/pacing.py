@@ -97,6 +97,7 @@ class Pacer:
         if period <= 0:
             return 0.0
         burst = max(1, burst)
+        period = period / HEADROOM  # network jitter never brings two sends closer at Meta
         if self._pair_script is not None:
             try:
                 key = f"aisoule:pair:{number}:{recipient.lstrip('+')}"
