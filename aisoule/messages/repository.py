@@ -166,7 +166,8 @@ class MessageRepository:
             .where(
                 T.c.id == bindparam("b_id"),
                 T.c.wamid.is_(None),
-                T.c.status.in_([st.SENDING, st.UNKNOWN]),
+                # Not IN (...): an expanding parameter cannot be used with executemany.
+                or_(T.c.status == st.SENDING, T.c.status == st.UNKNOWN),
             )
             .values(
                 status=bindparam("b_status"),

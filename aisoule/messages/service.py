@@ -401,8 +401,14 @@ async def _outcome(
         return _retry_later(
             rt, message, _error("unreachable", str(outcome), None, True), change, now
         )
-    # An earlier attempt's retryable error is history now.
-    return change | {"wamid": outcome.message_id, "error": None}
+    # An earlier attempt's retryable error is history now; except a 131049 retry's, which Meta
+    # may answer with another 131049 in a status webhook: it holds the count of that budget.
+    kept = (
+        message.error
+        if ((message.error or {}).get("retried") or {}).get(str(MARKETING_LIMIT))
+        else None
+    )
+    return change | {"wamid": outcome.message_id, "error": kept}
 
 
 def _retry_later(
@@ -528,9 +534,11 @@ async def apply_status(
         )
         if code == 131050 and message.contact_id is not None:
             await contacts.opt_out(session, message.workspace_id, message.contact_id, "meta_131050")
-        if code == MARKETING_LIMIT and _marketing_retry(message, error):
-            await session.flush()
-            return True
+        if code == MARKETING_LIMIT:
+            if _marketing_retry(message, error):
+                await session.flush()
+                return True
+            error = {**error, "retryable": False}  # its budget is spent: this one is final
     await repo.add_status_event(message.id, status, at, error)
     if st.moves_forward(message.status, status):
         message.status, message.status_rank = status, st.RANK[status]
