@@ -131,6 +131,20 @@ class Settings(BaseSettings):
     reconcile_seconds: float = Field(default=5.0, gt=0)
     # Sends retried on retryable Meta errors at most this many times (exponential backoff).
     send_max_attempts: int = Field(default=5, ge=1, le=50)
+    # Backoff of a retried send: base * 2^(attempt - 1) seconds, at most the max, with jitter.
+    send_backoff_base_seconds: float = Field(default=1.0, gt=0, le=60)
+    send_backoff_max_seconds: float = Field(default=300.0, gt=0, le=3600)
+    # Meta's per-user marketing limit (131049): retried no sooner than 24 h, this many times.
+    marketing_limit_retries: int = Field(default=1, ge=0, le=10)
+    # Meta's pair rate: about one message every pair_period_seconds from a number to the same
+    # person (131056 beyond). Sends beyond pair_burst in a row are deferred, not attempted.
+    pair_period_seconds: float = Field(default=6.0, ge=0, le=3600)
+    pair_burst: int = Field(default=1, ge=1, le=45)
+    # Redis Streams task broker: the stream is capped at about this many entries (XADD MAXLEN ~),
+    # and a task a worker took but did not acknowledge within task_idle_seconds (it died) is
+    # reclaimed by another worker. Longer than the longest task, or a live one is run twice.
+    task_stream_maxlen: int = Field(default=100_000, ge=1000)
+    task_idle_seconds: int = Field(default=600, ge=30)
 
     @field_validator("http_allow_private_networks")
     @classmethod

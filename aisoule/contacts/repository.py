@@ -581,7 +581,6 @@ class ConsentRepository:
         )
 
 
-
 def _search(q: str) -> Any:
     pattern = f"%{_escape_like(q.strip())}%"
     name = (

@@ -58,6 +58,36 @@ class MessageRepository:
         )
         return result.scalar_one_or_none()
 
+    async def settle_by_ref(
+        self, account_ids: Sequence[uuid.UUID], recipient_ref: str, wamid: str
+    ) -> Message | None:
+        """The message whose outcome was lost (``unknown``, or ``sending`` while its worker has
+        not recorded it) and whose ``recipient_ref`` a status webhook echoed as
+        biz_opaque_callback_data: its wamid set to the status's, in one guarded statement."""
+        if not account_ids or not recipient_ref:
+            return None
+        found = await self.session.execute(
+            select(Message.id)
+            .where(
+                Message.account_id.in_(account_ids),
+                Message.recipient_ref == recipient_ref,
+                Message.wamid.is_(None),
+                Message.status.in_([st.UNKNOWN, st.SENDING]),
+            )
+            .limit(1)
+        )
+        message_id = found.scalar_one_or_none()
+        if message_id is None:
+            return None
+        result = await self.session.execute(
+            update(Message)
+            .where(Message.id == message_id, Message.wamid.is_(None))
+            .values(wamid=wamid)
+            .returning(Message)
+            .execution_options(synchronize_session=False, populate_existing=True)
+        )
+        return result.scalar_one_or_none()
+
     def _filtered(
         self,
         workspace_id: uuid.UUID,
@@ -125,19 +155,27 @@ class MessageRepository:
         return result.scalars().all()
 
     async def apply_outcomes(self, changes: Sequence[dict[str, Any]]) -> None:
-        """Send outcomes (id, status, wamid, error, next_attempt_at, updated_at), one statement
-        for any number of messages (executemany)."""
+        """Send outcomes (id, status, wamid, error, next_attempt_at, attempts, updated_at), one
+        statement for any number of messages (executemany). Only onto a message still waiting
+        for its outcome (``sending``, or ``unknown`` after a long send), with no wamid yet: a
+        status webhook that settled it by its recipient_ref first is not undone."""
         if not changes:
             return
         stmt = (
             update(T)
-            .where(T.c.id == bindparam("b_id"))
+            .where(
+                T.c.id == bindparam("b_id"),
+                T.c.wamid.is_(None),
+                # Not IN (...): an expanding parameter cannot be used with executemany.
+                or_(T.c.status == st.SENDING, T.c.status == st.UNKNOWN),
+            )
             .values(
                 status=bindparam("b_status"),
                 status_rank=bindparam("b_rank"),
                 wamid=bindparam("b_wamid"),
                 error=bindparam("b_error", type_=T.c.error.type),
                 next_attempt_at=bindparam("b_next", type_=T.c.next_attempt_at.type),
+                attempts=bindparam("b_attempts"),
                 updated_at=bindparam("b_updated", type_=T.c.updated_at.type),
             )
         )
@@ -151,6 +189,7 @@ class MessageRepository:
                     "b_wamid": c["wamid"],
                     "b_error": c["error"],
                     "b_next": c["next_attempt_at"],
+                    "b_attempts": c["attempts"],
                     "b_updated": c["updated_at"],
                 }
                 for c in changes

@@ -193,7 +193,10 @@ class MessageList(BaseModel):
 # --- representations (plain dicts, rendered by ORJSONResponse; MessageOut documents them) ---
 
 # Meta's envelope keys, which say nothing a message's own fields do not.
-_ENVELOPE_KEYS = frozenset({"messaging_product", "recipient_type", "to", "from", "id", "timestamp"})
+_ENVELOPE_KEYS = frozenset(
+    {"messaging_product", "recipient_type", "to", "from", "id", "timestamp"}
+    | {"biz_opaque_callback_data"}  # our own reference for Meta's status webhooks
+)
 
 
 def _message(

@@ -4,8 +4,9 @@ message forward from Meta's answers and status webhooks (never backwards)."""
 from __future__ import annotations
 
 import dataclasses
+import random
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -14,8 +15,9 @@ import structlog
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aisoule import queue
+from aisoule import queue, runtime
 from aisoule.accounts import service as accounts
+from aisoule.config import get_settings
 from aisoule.contacts import service as contacts
 from aisoule.conversations import service as conversations
 from aisoule.db.engine import outside_transaction
@@ -87,8 +89,12 @@ async def send(
     assert contact is not None  # checks.window refused a free-form message to a stranger
     body, preview = payload.build(data, contact["phone"], template)
     now = utcnow()
+    message_id = uuid.uuid4()
+    # Meta echoes biz_opaque_callback_data in the status webhooks: a send whose answer is lost
+    # (a timeout after the request left) is settled by them (see apply_status).
+    body = {**body, "biz_opaque_callback_data": str(message_id)}
     message = Message(
-        id=uuid.uuid4(),
+        id=message_id,
         workspace_id=workspace_id,
         account_id=account.id,
         contact_id=contact["id"],
@@ -101,6 +107,7 @@ async def send(
         status_rank=st.RANK[st.QUEUED],
         idempotency_key=idempotency_key,
         template_id=template.id if template else None,
+        recipient_ref=str(message_id),
         attempts=0,
         created_at=now,
         updated_at=now,
@@ -266,16 +273,39 @@ async def claim(
     return sorted(out, key=lambda pair: order[pair[0].id])
 
 
-SendOutcome = SentMessage | MetaAPIError | SendOutcomeUnknown | ProviderUnavailable
+@dataclass(frozen=True, slots=True)
+class Deferred:
+    """Not sent, on purpose: our own pacing says wait ``seconds`` (e.g. Meta's pair rate to this
+    recipient). Nothing reached Meta, so it costs no attempt."""
+
+    seconds: float
+    reason: str
+
+
+SendOutcome = SentMessage | MetaAPIError | SendOutcomeUnknown | ProviderUnavailable | Deferred
+
+# Meta: after 131049 (per-user marketing limit) "wait at least 24 hours before resending".
+MARKETING_LIMIT_WAIT = timedelta(hours=24)
+MARKETING_LIMIT = 131049
+PAIR_RATE = 131056
 
 
 async def send_to_meta(rt: Runtime, message: Message, account: WhatsAppAccount) -> SendOutcome:
-    """The one call to Meta for a claimed message, paced to the number's throughput. No database
-    work here: no transaction stays open while Meta answers."""
+    """The one call to Meta for a claimed message, paced to the number's throughput and to Meta's
+    pair rate (deferred rather than provoke 131056). No database work here: no transaction stays
+    open while Meta answers."""
     try:
         # Nothing has left for Meta yet: any failure here is a send to try again later, never a
         # stray exception that would strand the rest of its chunk in "sending".
         if rt.pacer is not None:
+            wait = await rt.pacer.pair(
+                account.phone_number_id,
+                message.phone,
+                period=rt.settings.pair_period_seconds,
+                burst=rt.settings.pair_burst,
+            )
+            if wait > 0:
+                return Deferred(wait, "pair_rate")
             await rt.pacer.acquire(account.phone_number_id, account.throughput)
         sender = await accounts.sender(rt, account)
     except (MetaAPIError, ProviderUnavailable) as exc:
@@ -327,12 +357,34 @@ async def _outcome(
         "wamid": message.wamid,
         "error": message.error,
         "next_attempt_at": message.next_attempt_at,
+        "attempts": message.attempts,
         "updated_at": now,
     }
+    if isinstance(outcome, Deferred):
+        # Never reached Meta: the claim's attempt is given back, the earlier error kept.
+        return change | {
+            "status": st.QUEUED,
+            "next_attempt_at": now + timedelta(seconds=outcome.seconds),
+            "attempts": max(0, message.attempts - 1),
+        }
     if isinstance(outcome, MetaAPIError):
         error = _error(
             outcome.code, outcome.title or outcome.message, outcome.details, outcome.retryable
         )
+        if outcome.code == MARKETING_LIMIT:
+            return _retry_later(
+                rt,
+                message,
+                error,
+                change,
+                now,
+                delay=MARKETING_LIMIT_WAIT.total_seconds(),
+                limit=rt.settings.marketing_limit_retries,
+            )
+        if outcome.code == PAIR_RATE:
+            return _retry_later(
+                rt, message, error, change, now, delay=max(1.0, rt.settings.pair_period_seconds)
+            )
         if outcome.classification is ErrorClass.retryable:
             return _retry_later(rt, message, error, change, now)
         if outcome.classification is ErrorClass.account:
@@ -349,24 +401,88 @@ async def _outcome(
         return _retry_later(
             rt, message, _error("unreachable", str(outcome), None, True), change, now
         )
-    # An earlier attempt's retryable error is history now.
-    return change | {"wamid": outcome.message_id, "error": None}
+    # An earlier attempt's retryable error is history now; except a 131049 retry's, which Meta
+    # may answer with another 131049 in a status webhook: it holds the count of that budget.
+    kept = (
+        message.error
+        if ((message.error or {}).get("retried") or {}).get(str(MARKETING_LIMIT))
+        else None
+    )
+    return change | {"wamid": outcome.message_id, "error": kept}
 
 
 def _retry_later(
-    rt: Runtime, message: Message, error: dict[str, Any], change: dict[str, Any], now: datetime
+    rt: Runtime,
+    message: Message,
+    error: dict[str, Any],
+    change: dict[str, Any],
+    now: datetime,
+    *,
+    delay: float | None = None,
+    limit: int | None = None,
 ) -> dict[str, Any]:
-    if message.attempts >= rt.settings.send_max_attempts:
+    """Queued again for later, or failed with Meta's code once the budget is spent.
+
+    ``delay``: a fixed wait (131049's 24 h, the pair period); otherwise exponential backoff with
+    jitter, so many messages refused together do not all come back in the same instant.
+    ``limit``: how many times this code may be retried (131049), apart from the attempt budget.
+    The count per code travels in the error (``retried``), across other errors in between.
+    """
+    retried = dict((message.error or {}).get("retried") or {})
+    code = str(error.get("code"))
+    spent = message.attempts >= rt.settings.send_max_attempts
+    if limit is not None and retried.get(code, 0) >= limit:
+        spent = True
+    if spent:
         return change | {
             "status": st.FAILED,
-            "error": {**error, "retryable": False, "attempts": message.attempts},
+            "error": {
+                **error,
+                "retryable": False,
+                "attempts": message.attempts,
+                "retried": retried,
+            },
         }
-    delay = min(300.0, 2.0**message.attempts)
+    retried[code] = retried.get(code, 0) + 1
+    if delay is not None:  # "no sooner than": jitter only ever adds (at most 10%, 5 minutes)
+        delay += random.uniform(0, min(300.0, delay / 10))  # noqa: S311 - jitter, not a secret
+    else:
+        s = rt.settings
+        ceiling = min(
+            s.send_backoff_max_seconds,
+            s.send_backoff_base_seconds * 2.0 ** max(0, message.attempts - 1),
+        )
+        delay = ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 - jitter, not a secret
     return change | {
         "status": st.QUEUED,
         "next_attempt_at": now + timedelta(seconds=delay),
-        "error": {**error, "retryable": True, "attempts": message.attempts},
+        "error": {**error, "retryable": True, "attempts": message.attempts, "retried": retried},
     }
+
+
+def _marketing_retry(message: Message, error: dict[str, Any]) -> bool:
+    """A ``failed`` status with 131049 (how Meta usually reports its per-user marketing limit):
+    while the budget lasts, the message is queued again for no sooner than 24 h (its wamid
+    forgotten: the resend gets a new one) instead of failing. False when the budget is spent."""
+    if message.direction != "outbound" or not st.moves_forward(message.status, st.FAILED):
+        return False
+    rt = runtime.maybe_current()
+    limit = (rt.settings if rt is not None else get_settings()).marketing_limit_retries
+    retried = dict((message.error or {}).get("retried") or {})
+    key = str(MARKETING_LIMIT)
+    if retried.get(key, 0) >= limit:
+        return False
+    retried[key] = retried.get(key, 0) + 1
+    wait = MARKETING_LIMIT_WAIT.total_seconds()
+    wait += random.uniform(0, 300.0)  # noqa: S311 - jitter, not a secret
+    now = utcnow()
+    message.status, message.status_rank = st.QUEUED, st.RANK[st.QUEUED]
+    message.wamid = None
+    message.next_attempt_at = now + timedelta(seconds=wait)
+    message.error = {**error, "retryable": True, "attempts": message.attempts, "retried": retried}
+    message.updated_at = now
+    log.info("marketing_limit_retry_later", message_id=str(message.id), retried=retried[key])
+    return True
 
 
 def _error(code: Any, title: str | None, details: str | None, retryable: bool) -> dict[str, Any]:
@@ -383,8 +499,14 @@ async def apply_status(
     status: str,
     at: datetime,
     errors: list[dict[str, Any]] | None = None,
+    *,
+    biz_opaque_callback_data: str | None = None,
 ) -> bool:
     """A status webhook: record it in the history, and move the message forward if it is ahead.
+
+    A wamid we do not know, whose ``biz_opaque_callback_data`` is the ``recipient_ref`` of a
+    message whose send outcome was lost (``unknown``/``sending``), settles that message: it takes
+    the wamid, then the status applies as usual.
 
     False when no message has this wamid (yet): the caller keeps the event and tries later, as the
     webhook can overtake the worker's commit of Meta's answer.
@@ -393,6 +515,10 @@ async def apply_status(
         return True  # e.g. "deleted", "warning": kept in webhook_events, nothing to apply
     repo = MessageRepository(session)
     message = await repo.by_wamid(account_ids, wamid)
+    if message is None and biz_opaque_callback_data:
+        message = await repo.settle_by_ref(account_ids, biz_opaque_callback_data, wamid)
+        if message is not None:
+            log.info("send_outcome_settled", message_id=str(message.id), status=status)
     if message is None:
         return False
     error = None
@@ -408,6 +534,11 @@ async def apply_status(
         )
         if code == 131050 and message.contact_id is not None:
             await contacts.opt_out(session, message.workspace_id, message.contact_id, "meta_131050")
+        if code == MARKETING_LIMIT:
+            if _marketing_retry(message, error):
+                await session.flush()
+                return True
+            error = {**error, "retryable": False}  # its budget is spent: this one is final
     await repo.add_status_event(message.id, status, at, error)
     if st.moves_forward(message.status, status):
         message.status, message.status_rank = status, st.RANK[status]
@@ -422,12 +553,21 @@ async def apply_statuses(
     session: AsyncSession,
     account_ids: Sequence[uuid.UUID],
     items: Sequence[tuple[str, str, datetime]],
+    *,
+    refs: Mapping[str, str] | None = None,
 ) -> set[str]:
     """Many ``sent``/``delivered``/``read`` webhooks (wamid, status, at) in a few statements, with
     the same outcome as ``apply_status`` one by one (``failed`` goes through ``apply_status``, for
-    its error). Returns the wamids with no message (yet)."""
+    its error). ``refs``: wamid -> the status's biz_opaque_callback_data, which settles a message
+    whose send outcome was lost (see ``apply_status``). Returns the wamids with no message (yet)."""
     repo = MessageRepository(session)
     ids = await repo.ids_by_wamids(account_ids, list({w for w, _, _ in items}))
+    for wamid, ref in (refs or {}).items():
+        if wamid not in ids and ref:
+            settled = await repo.settle_by_ref(account_ids, ref, wamid)
+            if settled is not None:
+                log.info("send_outcome_settled", message_id=str(settled.id))
+                ids[wamid] = settled.id
     best: dict[uuid.UUID, str] = {}
     events: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
     for wamid, status, at in items:

@@ -39,6 +39,14 @@ class Message(Model):
             postgresql_where=text("campaign_id IS NOT NULL"),
             sqlite_where=text("campaign_id IS NOT NULL"),
         ),
+        # A lost send outcome is settled by the recipient_ref Meta echoes (migration 0008).
+        Index(
+            "ix_messages_account_recipient_ref",
+            "account_id",
+            "recipient_ref",
+            postgresql_where=text("recipient_ref IS NOT NULL"),
+            sqlite_where=text("recipient_ref IS NOT NULL"),
+        ),
         UniqueConstraint("account_id", "wamid"),
         UniqueConstraint("workspace_id", "idempotency_key"),
     )

@@ -27,6 +27,10 @@ ERROR_CLASSES: dict[int, ErrorClass] = {
     131000: ErrorClass.retryable,  # something went wrong
     131001: ErrorClass.retryable,  # generic
     131002: ErrorClass.retryable,  # generic
+    2: ErrorClass.retryable,  # API Service: downtime or overload (HTTP 503)
+    131016: ErrorClass.retryable,  # service temporarily unavailable
+    133004: ErrorClass.retryable,  # server temporarily unavailable
+    131049: ErrorClass.retryable,  # per-user marketing limit: no sooner than 24 h, a few times
     131047: ErrorClass.permanent,  # re-engagement: more than 24 h since the customer wrote
     131026: ErrorClass.permanent,  # message undeliverable (not on WhatsApp, old app, ...)
     131050: ErrorClass.permanent,  # user stopped marketing messages

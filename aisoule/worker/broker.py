@@ -83,8 +83,23 @@ def make_broker(settings: Settings) -> AsyncBroker:
             raise RuntimeError(
                 "AISOULE_WORKER_MODE=external needs AISOULE_TASK_BROKER_URL or AISOULE_REDIS_URL"
             )
+        # Acknowledged delivery: a worker reads with XREADGROUP and acknowledges (XACK) only after
+        # the task ran (taskiq's default ack, "when saved"); a task whose worker died stays pending
+        # and another worker takes it over with XAUTOCLAIM once it has been idle idle_timeout ms.
+        # That timeout must exceed the longest task, or a live, slow task is run a second time
+        # (harmless, claims make every send once, but wasted). maxlen caps the stream (approximate
+        # trimming, XADD MAXLEN ~): sized far above what is ever pending, since trimming drops old
+        # entries even if unacknowledged; the database reconciler covers whatever is lost. The
+        # autoclaim lock expires on its own, so a worker killed while holding it blocks nobody.
+        # Not RedisStreamClusterBroker: it never reclaims a dead worker's tasks.
         broker: AsyncBroker = RedisStreamBroker(
-            url, queue_name="aisoule:tasks", consumer_group_name="aisoule-workers"
+            url,
+            queue_name="aisoule:tasks",
+            consumer_group_name="aisoule-workers",
+            maxlen=settings.task_stream_maxlen,
+            approximate=True,
+            idle_timeout=settings.task_idle_seconds * 1000,
+            unacknowledged_lock_timeout=10.0,
         )
     else:
         # In-process tasks share the server's database pool with its requests: keep them to half

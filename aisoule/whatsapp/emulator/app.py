@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import itertools
 import re
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import asdict
@@ -33,6 +35,8 @@ from aisoule.whatsapp.emulator.meta import (
 from aisoule.whatsapp.emulator.settings import EmulatorSettings
 from aisoule.whatsapp.emulator.state import (
     MEDIA_TYPES,
+    TIMEOUT,
+    FaultRule,
     Media,
     Number,
     Sent,
@@ -406,6 +410,114 @@ def _control_routes(app: FastAPI) -> None:
         _emu(request).world.failures.extend([code] * count)
         return json_response({"queued": _emu(request).world.failures})
 
+    @app.post("/_emulator/faults")
+    async def plan_faults(request: Request) -> Response:
+        """Plan faults for one number's sends (replacing its earlier plan): see FaultRule."""
+        emu = _emu(request)
+        body = await _body(request)
+        if not isinstance(body, dict):
+            return json_response({"error": "a JSON object is expected"}, 422)
+        unknown = set(body) - {"phone_number_id", "rules"}
+        if unknown:
+            return json_response({"error": f"unknown fields: {', '.join(sorted(unknown))}"}, 422)
+        phone_id = body.get("phone_number_id", emu.settings.phone_number_id)
+        if not isinstance(phone_id, str) or phone_id not in emu.world.numbers:
+            return json_response({"error": f"phone_number_id: unknown number {phone_id!r}"}, 422)
+        raw = body.get("rules")
+        if not isinstance(raw, list):
+            return json_response({"error": "rules: a list of rules is expected"}, 422)
+        try:
+            rules = [FaultRule.parse(n, r) for n, r in enumerate(raw)]
+        except ValueError as exc:
+            return json_response({"error": str(exc)}, 422)
+        emu.world.faults[phone_id] = rules
+        return json_response({"phone_number_id": phone_id, "rules": [r.public() for r in rules]})
+
+    @app.get("/_emulator/faults")
+    async def list_faults(request: Request) -> Response:
+        faults = _emu(request).world.faults
+        return json_response(
+            {"data": {pid: [r.public() for r in rules] for pid, rules in faults.items()}}
+        )
+
+    @app.delete("/_emulator/faults")
+    async def clear_faults(request: Request) -> Response:
+        _emu(request).world.faults.clear()
+        return json_response({"ok": True})
+
+    @app.get("/_emulator/attempts")
+    async def attempts(request: Request) -> Response:
+        """Every send answered, in order: accepted, ``timeout`` or the error code."""
+        pid = request.query_params.get("phone_number_id")
+        rows = [
+            a for a in _emu(request).world.attempts if pid is None or a["phone_number_id"] == pid
+        ]
+        return json_response({"data": rows})
+
+    @app.get("/_emulator/accepted")
+    async def accepted(request: Request) -> Response:
+        """What the emulator accepted (timeouts included), and the duplicates among it: more
+        than one accepted send to the same recipient with the same biz_opaque_callback_data."""
+        q = request.query_params
+        pid, to = q.get("phone_number_id"), q.get("to")
+        sent = [
+            m
+            for m in _emu(request).world.sent
+            if (pid is None or m.phone_number_id == pid) and (to is None or m.to == to)
+        ]
+        rows = [
+            {
+                "id": m.id,
+                "phone_number_id": m.phone_number_id,
+                "to": m.to,
+                "biz_opaque_callback_data": m.biz_opaque_callback_data,
+                "at": m.at,
+                "timed_out": m.timed_out,
+                "error_code": m.error.get("code") if m.error else None,
+            }
+            for m in sent
+        ]
+        counts: dict[tuple[str, str, str], int] = {}
+        for m in sent:
+            if m.biz_opaque_callback_data is not None:
+                key = (m.phone_number_id, m.to, m.biz_opaque_callback_data)
+                counts[key] = counts.get(key, 0) + 1
+        duplicates = [
+            {"phone_number_id": p, "to": t, "biz_opaque_callback_data": b, "count": n}
+            for (p, t, b), n in counts.items()
+            if n > 1
+        ]
+        return json_response({"data": rows, "duplicates": duplicates})
+
+    @app.get("/_emulator/pairs")
+    async def pairs(request: Request) -> Response:
+        """Per (number, recipient): when each accepted send arrived and the shortest gap between
+        two of them; and how many sends were refused with 131056 (the pair rate)."""
+        world = _emu(request).world
+        pid = request.query_params.get("phone_number_id")
+        times: dict[tuple[str, str], list[float]] = {}
+        for m in world.sent:
+            if pid is None or m.phone_number_id == pid:
+                times.setdefault((m.phone_number_id, m.to), []).append(m.at)
+        data = []
+        for (p, t), at in times.items():
+            gaps = [b - a for a, b in itertools.pairwise(at)]
+            data.append(
+                {
+                    "phone_number_id": p,
+                    "to": t,
+                    "count": len(at),
+                    "times": at,
+                    "min_gap_seconds": min(gaps) if gaps else None,
+                }
+            )
+        refused = sum(
+            1
+            for a in world.attempts
+            if a["answer"] == 131056 and (pid is None or a["phone_number_id"] == pid)
+        )
+        return json_response({"data": data, "pair_rate_refusals": refused})
+
     @app.post("/_emulator/reset")
     async def reset(request: Request) -> Response:
         await _emu(request).reset()
@@ -524,7 +636,9 @@ def _control_routes(app: FastAPI) -> None:
             emu.metadata_value(number, contacts=[contact], messages=[msg]),
         )
         emu.webhooks.schedule(
-            hook, s.webhook_latency_ms / 1000, lane=conversation_lane(phone_id, wa_id),
+            hook,
+            s.webhook_latency_ms / 1000,
+            lane=conversation_lane(phone_id, wa_id),
             app_secret=number.app_secret,
         )
         return json_response({"message": msg, "webhook": hook})
@@ -645,10 +759,51 @@ async def _send_message(emu: Emulator, phone_number_id: str, request: Request) -
             raise GraphError(100, "message_id: no such inbound message")
         return json_response({"success": True})
     kind = validate_message(payload)
-    if emu.world.failures:
-        raise GraphError(emu.world.failures.pop(0))
     to = str(payload["to"])
     wa_id = re.sub(r"\D", "", to)
+    biz = payload.get("biz_opaque_callback_data")
+    attempt: dict[str, Any] = {
+        "phone_number_id": phone_number_id,
+        "to": wa_id,
+        "biz_opaque_callback_data": str(biz) if biz is not None else None,
+        "at": time.time(),
+        "answer": "accepted",
+    }
+    emu.world.attempts.append(attempt)
+    try:
+        sent, fault = _accept(emu, number, payload, kind, to, wa_id)
+    except GraphError as exc:
+        attempt["answer"] = exc.code
+        raise
+    attempt["id"] = sent.id
+    message: dict[str, Any] = {"id": sent.id}
+    if kind == "template":
+        message["message_status"] = "accepted"
+    delay = s.api_latency_ms
+    if fault is not None and fault.code == TIMEOUT:
+        # Accepted (its status webhooks are on their way), answered after the client gave up.
+        attempt["answer"] = TIMEOUT
+        sent.timed_out = True
+        delay = max(delay, fault.delay_ms)
+    if delay:
+        await asyncio.sleep(delay / 1000)
+    return json_response(
+        {
+            "messaging_product": "whatsapp",
+            "contacts": [{"input": to, "wa_id": wa_id}],
+            "messages": [message],
+        }
+    )
+
+
+def _accept(
+    emu: Emulator, number: Number, payload: dict[str, Any], kind: str, to: str, wa_id: str
+) -> tuple[Sent, FaultRule | None]:
+    """Meta's checks in Meta's order, then the message is taken (or GraphError)."""
+    s = emu.settings
+    phone_number_id = number.phone_number_id
+    if emu.world.failures:
+        raise GraphError(emu.world.failures.pop(0))
     category = "service"
     failure: GraphError | None = None
     tpl: Template | None = None
@@ -658,6 +813,9 @@ async def _send_message(emu: Emulator, phone_number_id: str, request: Request) -
         found = emu.world.find_template(number.waba_id, name, language)
         tpl = check_template_status(found, name, language)
         check_template_send(tpl, spec)
+    fault = emu.world.fault_for(phone_number_id, wa_id)
+    if fault is not None and fault.code != TIMEOUT and fault.mode == "sync":
+        raise GraphError(int(fault.code))
     if not emu.world.take_throughput(phone_number_id, s.throughput_per_second):
         raise GraphError(130429)
     if not emu.world.take_pair(phone_number_id, wa_id, s.pair_burst, s.pair_period_seconds):
@@ -672,6 +830,9 @@ async def _send_message(emu: Emulator, phone_number_id: str, request: Request) -
         failure = GraphError(131026)
     if failure is not None and not s.async_failures:
         raise failure
+    if fault is not None and fault.code != TIMEOUT:  # a webhook-mode fault: accepted, then failed
+        failure = GraphError(int(fault.code))
+    biz = payload.get("biz_opaque_callback_data")
     sent = Sent(
         id=wamid(),
         phone_number_id=phone_number_id,
@@ -680,22 +841,11 @@ async def _send_message(emu: Emulator, phone_number_id: str, request: Request) -
         payload=payload,
         timestamp=now_ts(),
         error=failure.status_error() if failure else None,
+        biz_opaque_callback_data=str(biz) if biz is not None else None,
     )
     emu.world.sent.append(sent)
-    biz = payload.get("biz_opaque_callback_data")
-    emu.status_webhooks(number, sent, category, str(biz) if biz is not None else None)
-    message: dict[str, Any] = {"id": sent.id}
-    if kind == "template":
-        message["message_status"] = "accepted"
-    if s.api_latency_ms:
-        await asyncio.sleep(s.api_latency_ms / 1000)
-    return json_response(
-        {
-            "messaging_product": "whatsapp",
-            "contacts": [{"input": to, "wa_id": wa_id}],
-            "messages": [message],
-        }
-    )
+    emu.status_webhooks(number, sent, category, sent.biz_opaque_callback_data)
+    return sent, fault
 
 
 async def _upload_media(emu: Emulator, phone_number_id: str, request: Request) -> Response:

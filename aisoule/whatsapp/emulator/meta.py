@@ -97,6 +97,16 @@ ERRORS: dict[int, tuple[int, str, str]] = {
         "Template has been paused too many times due to low quality and is now permanently "
         "disabled.",
     ),
+    # Per-user marketing limit: Meta usually reports it in a "failed" status webhook after
+    # accepting the send (wait at least 24 h before sending that template again).
+    131049: (
+        400,
+        "This message was not delivered to maintain healthy ecosystem engagement.",
+        "In order to maintain a healthy ecosystem engagement, the message failed to be delivered.",
+    ),
+    # Meta's transient server errors: "API Service" (HTTP 503) and "Service unavailable".
+    2: (503, "API Service", "Temporary due to downtime or due to being overloaded."),
+    131016: (500, "Service unavailable", "A service is temporarily unavailable."),
     # Graph API's own: a path the API does not have. Its message has no "(#code)" title.
     2500: (400, "Unknown path components", "Unknown path components"),
 }

@@ -6,6 +6,7 @@ In memory on purpose: an emulator restarts clean, and tests reset it through the
 from __future__ import annotations
 
 import hashlib
+import random
 import re
 import secrets
 import time
@@ -13,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from aisoule.whatsapp.emulator.meta import GraphError, numeric_id
+from aisoule.whatsapp.emulator.meta import ERRORS, GraphError, numeric_id
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
 _TEMPLATE_NAME = re.compile(r"^[a-z0-9_]{1,512}$")
@@ -445,6 +446,127 @@ class Sent:
     timestamp: str
     statuses: list[str] = field(default_factory=list)
     error: dict[str, Any] | None = None
+    at: float = field(default_factory=time.time)  # when it was accepted (Unix, sub-second)
+    biz_opaque_callback_data: str | None = None
+    timed_out: bool = False  # accepted, but answered after the client had given up
+
+
+# Fault shortcuts: an HTTP status stands for the Meta error Meta answers with it.
+FAULT_ALIASES = {500: 131000, 503: 2}
+TIMEOUT = "timeout"
+# Codes Meta reports in a "failed" status webhook after accepting the send, unless a rule says
+# "sync": the per-user marketing limit (and the ones async_failures already covers).
+WEBHOOK_BY_DEFAULT = frozenset({131049, 131026, 131047, 131050})
+_RULE_FIELDS = {"code", "every", "probability", "seed", "times", "to", "mode", "delay_ms"}
+
+
+@dataclass
+class FaultRule:
+    """One planned fault for a number's sends: every ``every``-th send the rule sees (or each with
+    ``probability``, from a generator seeded with ``seed``), at most ``times`` times, only to
+    ``to`` if given. ``code`` is a Meta error code (500 and 503 stand for 131000 and 2) or
+    ``"timeout"``: the send is accepted and answered ``delay_ms`` later, after the client gave up.
+    ``mode``: ``sync`` (error JSON on the send call) or ``webhook`` (accepted, then a ``failed``
+    status webhook with the error), defaulting to how Meta reports the code."""
+
+    code: int | str
+    every: int = 1
+    probability: float | None = None
+    seed: int = 0
+    times: int | None = None
+    to: str | None = None
+    mode: str = "sync"
+    delay_ms: int = 35_000
+    seen: int = 0  # sends this rule looked at
+    fired: int = 0  # faults it caused
+    rng: random.Random = field(default_factory=random.Random, repr=False)
+
+    @classmethod
+    def parse(cls, n: int, raw: Any) -> FaultRule:
+        """A rule from its JSON (``ValueError`` naming the field on anything wrong)."""
+        where = f"rules[{n}]"
+        if not isinstance(raw, dict):
+            raise ValueError(f"{where}: an object is expected")
+        unknown = set(raw) - _RULE_FIELDS
+        if unknown:
+            raise ValueError(f"{where}: unknown fields: {', '.join(sorted(unknown))}")
+        code = raw.get("code")
+        if code != TIMEOUT:
+            if isinstance(code, bool) or not isinstance(code, int):
+                raise ValueError(f'{where}.code: a Meta error code, 500, 503 or "timeout"')
+            code = FAULT_ALIASES.get(code, code)
+            if code not in ERRORS:
+                raise ValueError(f"{where}.code: {code} is not in the emulator's error table")
+        every, times, seed = raw.get("every", 1), raw.get("times"), raw.get("seed", 0)
+        probability, delay = raw.get("probability"), raw.get("delay_ms", 35_000)
+        if not _int_at_least(every, 1):
+            raise ValueError(f"{where}.every: an integer >= 1")
+        if times is not None and not _int_at_least(times, 0):
+            raise ValueError(f"{where}.times: an integer >= 0")
+        if not _int_at_least(seed, 0):
+            raise ValueError(f"{where}.seed: an integer >= 0")
+        if not _int_at_least(delay, 0):
+            raise ValueError(f"{where}.delay_ms: an integer >= 0")
+        if probability is not None and not (
+            isinstance(probability, (int, float))
+            and not isinstance(probability, bool)
+            and 0 <= probability <= 1
+        ):
+            raise ValueError(f"{where}.probability: a number from 0 to 1")
+        to = raw.get("to")
+        if to is not None:
+            digits = str(to).lstrip("+")
+            if not (isinstance(to, str) and digits.isascii() and digits.isdigit()):
+                raise ValueError(f"{where}.to: the recipient's digits")
+            to = digits
+        default_mode = "webhook" if code in WEBHOOK_BY_DEFAULT else "sync"
+        mode = raw.get("mode", default_mode)
+        if mode not in ("sync", "webhook") or (code == TIMEOUT and mode != "sync"):
+            raise ValueError(f"{where}.mode: sync or webhook (a timeout has no mode)")
+        return cls(
+            code=code,
+            every=every,
+            probability=float(probability) if probability is not None else None,
+            seed=seed,
+            times=times,
+            to=to,
+            mode=mode,
+            delay_ms=delay,
+            rng=random.Random(seed),  # noqa: S311 - a reproducible plan, not a secret
+        )
+
+    def take(self, wa_id: str) -> bool:
+        """Whether this send gets the fault (counted: deterministic for a given sequence)."""
+        if self.to is not None and self.to != wa_id:
+            return False
+        if self.times is not None and self.fired >= self.times:
+            return False
+        self.seen += 1
+        if self.probability is not None:
+            hit = self.rng.random() < self.probability
+        else:
+            hit = self.seen % self.every == 0
+        if hit:
+            self.fired += 1
+        return hit
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "code": self.code,
+            "every": self.every,
+            "probability": self.probability,
+            "seed": self.seed,
+            "times": self.times,
+            "to": self.to,
+            "mode": self.mode,
+            "delay_ms": self.delay_ms,
+            "seen": self.seen,
+            "fired": self.fired,
+        }
+
+
+def _int_at_least(value: Any, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 class World:
@@ -459,6 +581,9 @@ class World:
         self.inbound_ids: dict[str, str] = {}  # inbound wamid -> the phone_number_id it went to
         self.inbound: list[dict[str, Any]] = []
         self.failures: list[int] = []  # error codes the next sends answer (control API)
+        self.faults: dict[str, list[FaultRule]] = {}  # phone_number_id -> its planned faults
+        # Every send the emulator answered (accepted or not), in order: for tests that count.
+        self.attempts: list[dict[str, Any]] = []
         self.media: dict[str, Media] = {}  # uploads (and inbound media): id -> the file
         self.deliveries: list[dict[str, Any]] = []  # webhook attempts, for inspection
         self.wabas_seen: set[str] = set()  # WABAs already given their hello_world
@@ -474,6 +599,14 @@ class World:
             return False
         window.append(now)
         return True
+
+    def fault_for(self, phone_id: str, wa_id: str) -> FaultRule | None:
+        """The first of the number's rules that fires for this send, tried in order (a send
+        one rule faults is not seen by the rules after it)."""
+        for rule in self.faults.get(phone_id, []):
+            if rule.take(wa_id):
+                return rule
+        return None
 
     def take_pair(self, phone_id: str, wa_id: str, burst: int, period: float) -> bool:
         """Token bucket: ``burst`` tokens, one back every ``period`` seconds."""

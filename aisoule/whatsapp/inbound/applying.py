@@ -158,7 +158,12 @@ async def _apply_statuses(
             )
             for e in group
         ]
-        missing = await messages.apply_statuses(session, [account.id], items)
+        refs = {
+            wamid: ref
+            for e, (wamid, _, _) in zip(group, items, strict=True)
+            if (ref := _ref(e.payload["status"])) is not None
+        }
+        missing = await messages.apply_statuses(session, [account.id], items, refs=refs)
         for event, (wamid, status, when) in zip(group, items, strict=True):
             if wamid in missing:
                 outcomes[event.id] = _not_found(event, wamid, now)
@@ -169,6 +174,12 @@ async def _apply_statuses(
                 handoff.StatusChange(account.workspace_id, account.id, wamid, status, when, None),
             )
     return outcomes
+
+
+def _ref(status: dict[str, Any]) -> str | None:
+    """The status's biz_opaque_callback_data: what we sent as the message's recipient_ref."""
+    ref = status.get("biz_opaque_callback_data")
+    return ref if isinstance(ref, str) and ref else None
 
 
 def _not_found(event: _Event, wamid: str, now: datetime) -> str:
@@ -206,7 +217,9 @@ async def _apply_status(
     item = event.payload["status"]
     errors = item.get("errors") if isinstance(item.get("errors"), list) else None
     wamid, status, when = str(item["id"]), str(item["status"]), at(item.get("timestamp"), now)
-    if not await messages.apply_status(session, [account.id], wamid, status, when, errors):
+    if not await messages.apply_status(
+        session, [account.id], wamid, status, when, errors, biz_opaque_callback_data=_ref(item)
+    ):
         return _not_found(event, wamid, now)
     await handoff.on_status(
         session, handoff.StatusChange(account.workspace_id, account.id, wamid, status, when, errors)
