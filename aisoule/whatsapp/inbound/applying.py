@@ -158,16 +158,17 @@ async def _apply_statuses(
             )
             for e in group
         ]
-        missing = await messages.apply_statuses(session, [account.id], items)
+        applied = await messages.apply_statuses(session, [account.id], items)
+        handed: list[handoff.StatusChange] = []
         for event, (wamid, status, when) in zip(group, items, strict=True):
-            if wamid in missing:
+            if wamid in applied.missing:
                 outcomes[event.id] = _not_found(event, wamid, now)
                 continue
             outcomes[event.id] = None
-            await handoff.on_status(
-                session,
-                handoff.StatusChange(account.workspace_id, account.id, wamid, status, when, None),
+            handed.append(
+                handoff.StatusChange(account.workspace_id, account.id, wamid, status, when, None)
             )
+        await handoff.on_statuses(session, handed, applied.changes)
     return outcomes
 
 
@@ -190,7 +191,8 @@ async def _apply(
         return _no_account(event)
     if event.kind == TEMPLATE:
         # Only this account's templates: a WABA's review never reaches another account's rows.
-        await templates.apply_status_update(session, [account.id], event.payload["value"])
+        if await templates.apply_status_update(session, [account.id], event.payload["value"]):
+            await handoff.on_template_status(session, account.id, event.payload["value"])
         return None
     if event.kind == STATUS:
         return await _apply_status(session, event, account, now)
@@ -206,10 +208,13 @@ async def _apply_status(
     item = event.payload["status"]
     errors = item.get("errors") if isinstance(item.get("errors"), list) else None
     wamid, status, when = str(item["id"]), str(item["status"]), at(item.get("timestamp"), now)
-    if not await messages.apply_status(session, [account.id], wamid, status, when, errors):
+    applied = await messages.apply_status(session, [account.id], wamid, status, when, errors)
+    if not applied:
         return _not_found(event, wamid, now)
     await handoff.on_status(
-        session, handoff.StatusChange(account.workspace_id, account.id, wamid, status, when, errors)
+        session,
+        handoff.StatusChange(account.workspace_id, account.id, wamid, status, when, errors),
+        applied.change,
     )
     return None
 
