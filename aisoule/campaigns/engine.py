@@ -86,8 +86,6 @@ REPLY_WINDOW = timedelta(hours=72)
 CANCELLED_CODE = "campaign_cancelled"
 OPTED_OUT_CODE = "opted_out"
 _E164 = re.compile(r"^\+[1-9]\d{6,14}$")
-# A materialiser that wrote nothing for this long is taken for dead by the reconciler.
-MATERIALIZE_QUIET = timedelta(seconds=15)
 CHUNK_MAX = 50  # messages claimed, sent and recorded together (as messages/tasks.py)
 
 
@@ -965,7 +963,10 @@ async def due_work(rt: Runtime) -> list[tuple[str, uuid.UUID]]:
     async with rt.sessionmaker() as session:
         state = CampaignStateRepository(session)
         dispatch_ids = await state.needing_dispatch(now, 100)
-        materialize_ids = await state.needing_materialize(now - MATERIALIZE_QUIET, 100)
+        # A materialiser commits a chunk every fraction of a second: one silent for a lease's
+        # length died.
+        quiet = timedelta(seconds=settings.campaign_lease_seconds)
+        materialize_ids = await state.needing_materialize(now - quiet, 100)
     return [(queue.CAMPAIGN_DISPATCH, cid) for cid in dispatch_ids] + [
         (queue.CAMPAIGN_MATERIALIZE, cid) for cid in materialize_ids
     ]
