@@ -88,7 +88,9 @@ def open_shop(server: Server, throughput: int = 1000) -> Shop:
     )
     client.close()
     account = next(
-        a for a in api.get("/api/accounts").json()["data"]["accounts"] if a["provider"] == "emulator"
+        a
+        for a in api.get("/api/accounts").json()["data"]["accounts"]
+        if a["provider"] == "emulator"
     )
     r = api.put(f"/api/accounts/{account['id']}", json={"throughput": throughput})
     assert r.status_code == 200, r.text
@@ -96,8 +98,10 @@ def open_shop(server: Server, throughput: int = 1000) -> Shop:
     assert r.status_code == 201, r.text
     tpl = r.json()["data"]["template"]
     wait_for(
-        lambda: api.get(f"/api/templates/{tpl['id']}").json()["data"]["template"]["status"]
-        == "APPROVED",
+        lambda: (
+            api.get(f"/api/templates/{tpl['id']}").json()["data"]["template"]["status"]
+            == "APPROVED"
+        ),
         "the template's approval",
     )
     tpl = api.get(f"/api/templates/{tpl['id']}").json()["data"]["template"]
