@@ -146,6 +146,28 @@ class Settings(BaseSettings):
     task_stream_maxlen: int = Field(default=100_000, ge=1000)
     task_idle_seconds: int = Field(default=600, ge=30)
 
+    # -- campaigns (docs/campaigns.md) ------------------------------------------------------------
+    # A scheduled campaign whose time passed by more than this while no server ran is not started
+    # but marked failed (stale_schedule).
+    campaign_stale_schedule_hours: float = Field(default=6.0, gt=0)
+    # Pause a running campaign when more than this share of the last campaign_failure_window
+    # answers (send answers and status webhooks) are failures (failure_rate).
+    campaign_failure_pause_share: float = Field(default=0.5, gt=0, le=1)
+    campaign_failure_window: int = Field(default=100, ge=50)
+    # Recipients still unknown after this long are offered for resend-unknown.
+    campaign_unknown_quiet_minutes: float = Field(default=30.0, ge=0)
+    # One dispatcher per campaign holds a lease, renewed before every chunk; a crashed one's
+    # lease runs out after this and the reconciler starts another.
+    campaign_lease_seconds: float = Field(default=30.0, gt=0)
+    # A campaign message "sending" for longer than this (its worker died mid-send) becomes
+    # unknown: longer than the longest send (connect + read timeouts + pacing).
+    campaign_sending_stale_seconds: float = Field(default=90.0, gt=0)
+    # Recipients written per statement while the audience is materialised, and claimed per batch.
+    campaign_materialize_chunk: int = Field(default=5000, ge=1, le=50000)
+    campaign_batch_size: int = Field(default=500, ge=1, le=1000)
+    # Seconds of the number's pace claimed ahead of its sends (how soon a pause takes effect).
+    campaign_in_flight_seconds: float = Field(default=0.6, gt=0, le=10)
+
     @field_validator("http_allow_private_networks")
     @classmethod
     def _networks(cls, value: str) -> str:

@@ -21,6 +21,8 @@ SEND_MESSAGE = "messages.send"
 SEND_BATCH = "messages.send_batch"  # a list of message ids (messages.enqueue_batch)
 PROCESS_WEBHOOKS = "webhooks.process"
 SYNC_TEMPLATES = "templates.sync"
+CAMPAIGN_MATERIALIZE = "campaigns.materialize"  # a campaign id: write its audience as recipients
+CAMPAIGN_DISPATCH = "campaigns.dispatch"  # a campaign id: send it (one dispatcher holds a lease)
 
 Enqueue = Callable[[str, tuple[Any, ...]], Awaitable[None]]
 

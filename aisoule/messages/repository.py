@@ -197,11 +197,13 @@ class MessageRepository:
         )
 
     async def due(self, now: datetime, quiet_since: datetime, limit: int) -> Sequence[uuid.UUID]:
-        """Queued messages a lost task left behind, or whose retry time has come."""
+        """Queued messages a lost task left behind, or whose retry time has come (a campaign's
+        are its dispatcher's)."""
         result = await self.session.execute(
             select(Message.id)
             .where(
                 Message.status == st.QUEUED,
+                Message.campaign_id.is_(None),
                 or_(
                     Message.next_attempt_at <= now,
                     and_(Message.next_attempt_at.is_(None), Message.updated_at < quiet_since),
@@ -213,14 +215,82 @@ class MessageRepository:
         return list(result.scalars().all())
 
     async def stale_sending(self, before: datetime, now: datetime) -> int:
-        """A worker died mid-send: the outcome is unknown (never resend blindly)."""
+        """A worker died mid-send: the outcome is unknown (never resend blindly). A campaign's
+        messages are settled with their recipients (stale_campaign_sending)."""
         result = await self.session.execute(
             update(Message)
-            .where(Message.status == st.SENDING, Message.updated_at < before)
+            .where(
+                Message.status == st.SENDING,
+                Message.campaign_id.is_(None),
+                Message.updated_at < before,
+            )
             .values(status=st.UNKNOWN, status_rank=st.RANK[st.UNKNOWN], updated_at=now)
             .execution_options(synchronize_session=False)
         )
         return int(getattr(result, "rowcount", 0) or 0)
+
+    # -- a campaign's messages -----------------------------------------------------------------
+
+    async def campaign_due(
+        self, campaign_id: uuid.UUID, now: datetime, limit: int
+    ) -> list[tuple[uuid.UUID, str | None]]:
+        result = await self.session.execute(
+            select(Message.id, Message.recipient_ref)
+            .where(
+                Message.campaign_id == campaign_id,
+                Message.status == st.QUEUED,
+                or_(Message.next_attempt_at.is_(None), Message.next_attempt_at <= now),
+            )
+            .order_by(Message.created_at)
+            .limit(limit)
+        )
+        return [(i, r) for i, r in result.all()]
+
+    async def campaign_next_attempt(self, campaign_id: uuid.UUID) -> datetime | None:
+        result = await self.session.execute(
+            select(func.min(Message.next_attempt_at)).where(
+                Message.campaign_id == campaign_id, Message.status == st.QUEUED
+            )
+        )
+        value: datetime | None = result.scalar_one_or_none()
+        return value
+
+    async def campaign_queued(self, campaign_id: uuid.UUID, limit: int) -> list[uuid.UUID]:
+        result = await self.session.execute(
+            select(Message.id)
+            .where(Message.campaign_id == campaign_id, Message.status == st.QUEUED)
+            .limit(limit)
+        )
+        return list(result.scalars().all())
+
+    async def fail_queued(
+        self, message_ids: Sequence[uuid.UUID], error: dict[str, Any], now: datetime
+    ) -> list[tuple[uuid.UUID, uuid.UUID | None, str | None]]:
+        """Queued → failed (never sent), once: (id, campaign_id, recipient_ref) of those moved."""
+        result = await self.session.execute(
+            update(Message)
+            .where(Message.id.in_(message_ids), Message.status == st.QUEUED)
+            .values(status=st.FAILED, status_rank=st.RANK[st.FAILED], error=error, updated_at=now)
+            .returning(Message.id, Message.campaign_id, Message.recipient_ref)
+            .execution_options(synchronize_session=False)
+        )
+        return [(i, c, r) for i, c, r in result.all()]
+
+    async def stale_campaign_sending(
+        self, before: datetime, now: datetime
+    ) -> list[tuple[uuid.UUID, uuid.UUID | None, str | None]]:
+        result = await self.session.execute(
+            update(Message)
+            .where(
+                Message.status == st.SENDING,
+                Message.campaign_id.is_not(None),
+                Message.updated_at < before,
+            )
+            .values(status=st.UNKNOWN, status_rank=st.RANK[st.UNKNOWN], updated_at=now)
+            .returning(Message.id, Message.campaign_id, Message.recipient_ref)
+            .execution_options(synchronize_session=False)
+        )
+        return [(i, c, r) for i, c, r in result.all()]
 
     # -- status history ------------------------------------------------------------------------
 
@@ -238,17 +308,22 @@ class MessageRepository:
         )
         await self.session.execute(stmt)
 
-    async def ids_by_wamids(
+    async def heads_by_wamids(
         self, account_ids: Sequence[uuid.UUID], wamids: Sequence[str]
-    ) -> dict[str, uuid.UUID]:
+    ) -> dict[str, Any]:
+        """wamid → the message's (id, status, campaign_id, recipient_ref), in one statement."""
         if not account_ids or not wamids:
             return {}
         result = await self.session.execute(
-            select(Message.wamid, Message.id).where(
-                Message.account_id.in_(account_ids), Message.wamid.in_(wamids)
-            )
+            select(
+                Message.wamid,
+                Message.id,
+                Message.status,
+                Message.campaign_id,
+                Message.recipient_ref,
+            ).where(Message.account_id.in_(account_ids), Message.wamid.in_(wamids))
         )
-        return {str(w): i for w, i in result.all()}
+        return {str(row.wamid): row for row in result.all()}
 
     async def add_status_events(self, rows: Sequence[dict[str, Any]]) -> None:
         """Many history rows in one statement (message_id, status, at, error); each status once."""

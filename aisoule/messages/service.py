@@ -9,7 +9,7 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import structlog
 from sqlalchemy.exc import IntegrityError
@@ -30,7 +30,7 @@ from aisoule.messages import checks, payload
 from aisoule.messages import status as st
 from aisoule.messages.repository import MessageRepository
 from aisoule.messages.schemas import MEDIA_TYPES, MessageSend
-from aisoule.models import Message, MessageStatusEvent, WhatsAppAccount
+from aisoule.models import Message, MessageStatusEvent, MessageTemplate, WhatsAppAccount
 from aisoule.runtime import Runtime
 from aisoule.templates import service as templates
 from aisoule.whatsapp import media
@@ -212,10 +212,15 @@ async def enqueue_batch(
     items: Sequence[BatchItem],
     *,
     campaign_id: uuid.UUID | None = None,
+    send: bool = True,
 ) -> list[uuid.UUID]:
     """Write ``items`` as ``queued`` messages in one statement, and one task that sends them all,
     enqueued after the caller's commit (whoever commits the session flushes it): the message ids,
-    in the order of ``items``. The reconciler sends whatever a lost task leaves behind."""
+    in the order of ``items``. The reconciler sends whatever a lost task leaves behind.
+
+    ``send=False``: no task; the caller sends them itself (claim, send_to_meta, record_outcomes),
+    as a campaign's dispatcher does. A campaign's messages (``campaign_id``) are its dispatcher's
+    alone: the messages reconciler neither sends nor settles them (campaigns/engine.py does)."""
     if account.workspace_id != workspace_id:
         raise ValueError("enqueue_batch: the account is not this workspace's")
     if len(items) > BATCH_MAX:
@@ -251,8 +256,47 @@ async def enqueue_batch(
         )
     await MessageRepository(session).add_many(rows)
     ids = [r["id"] for r in rows]
-    queue.after_commit(session, queue.SEND_BATCH, [str(i) for i in ids])
+    if send:
+        queue.after_commit(session, queue.SEND_BATCH, [str(i) for i in ids])
     return ids
+
+
+# -- what changed: returned to callers that keep their own state in step (a campaign) ----------
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One message moved from ``previous`` to ``status`` (by Meta's answer, a status webhook, a
+    crash sweep or a refusal before sending), with what the caller needs to follow it without
+    reading the message again: its campaign and recipient reference, and Meta's error."""
+
+    message_id: uuid.UUID
+    campaign_id: uuid.UUID | None
+    recipient_ref: str | None
+    previous: str
+    status: str
+    error: dict[str, Any] | None
+    at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What ``apply_status`` did: ``found`` (truthy) when a message has the wamid; ``change`` when
+    the status moved it forward."""
+
+    found: bool
+    change: Change | None = None
+
+    def __bool__(self) -> bool:
+        return self.found
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedMany:
+    """What ``apply_statuses`` did: the wamids with no message (yet), and what moved."""
+
+    missing: set[str]
+    changes: list[Change]
 
 
 # -- the worker's side: one path for one message and for a batch --------------------------------
@@ -323,16 +367,29 @@ async def send_to_meta(rt: Runtime, message: Message, account: WhatsAppAccount) 
 
 async def record_outcomes(
     session: AsyncSession, rt: Runtime, outcomes: Sequence[tuple[Message, SendOutcome]]
-) -> None:
+) -> list[Change]:
     """Meta's answers onto the claimed messages (as ``claim`` returned them): accepted (wamid),
     failed, retried later, or unknown; one statement for the messages and one for their history,
-    however many there are."""
+    however many there are. Returns what changed, message by message (``queued``: a retry
+    later)."""
     now = utcnow()
     changes: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
+    moved: list[Change] = []
     for message, outcome in outcomes:
         change = await _outcome(session, rt, message, outcome, now)
         changes.append(change)
+        moved.append(
+            Change(
+                message.id,
+                message.campaign_id,
+                message.recipient_ref,
+                message.status,
+                change["status"],
+                change["error"] if change["status"] in (st.FAILED, st.QUEUED) else None,
+                now,
+            )
+        )
         if change["status"] != st.QUEUED:  # a retry later is no new status
             events.append(
                 {
@@ -345,6 +402,7 @@ async def record_outcomes(
     repo = MessageRepository(session)
     await repo.apply_outcomes(changes)
     await repo.add_status_events(events)
+    return moved
 
 
 async def _outcome(
@@ -501,18 +559,18 @@ async def apply_status(
     errors: list[dict[str, Any]] | None = None,
     *,
     biz_opaque_callback_data: str | None = None,
-) -> bool:
+) -> Applied:
     """A status webhook: record it in the history, and move the message forward if it is ahead.
 
     A wamid we do not know, whose ``biz_opaque_callback_data`` is the ``recipient_ref`` of a
     message whose send outcome was lost (``unknown``/``sending``), settles that message: it takes
     the wamid, then the status applies as usual.
 
-    False when no message has this wamid (yet): the caller keeps the event and tries later, as the
-    webhook can overtake the worker's commit of Meta's answer.
+    Falsy when no message has this wamid (yet): the caller keeps the event and tries later, as the
+    webhook can overtake the worker's commit of Meta's answer. Its ``change`` says what moved.
     """
     if status not in st.WEBHOOK_STATUSES:
-        return True  # e.g. "deleted", "warning": kept in webhook_events, nothing to apply
+        return Applied(True)  # e.g. "deleted", "warning": kept in webhook_events, nothing to apply
     repo = MessageRepository(session)
     message = await repo.by_wamid(account_ids, wamid)
     if message is None and biz_opaque_callback_data:
@@ -520,7 +578,7 @@ async def apply_status(
         if message is not None:
             log.info("send_outcome_settled", message_id=str(message.id), status=status)
     if message is None:
-        return False
+        return Applied(False)
     error = None
     if status == st.FAILED:
         first = (errors or [{}])[0]
@@ -535,18 +593,45 @@ async def apply_status(
         if code == 131050 and message.contact_id is not None:
             await contacts.opt_out(session, message.workspace_id, message.contact_id, "meta_131050")
         if code == MARKETING_LIMIT:
+            previous = message.status
             if _marketing_retry(message, error):
                 await session.flush()
-                return True
+                # Back in the queue, not failed: whoever follows the message (a campaign's
+                # recipient) goes back to waiting for it.
+                return Applied(
+                    True,
+                    Change(
+                        message.id,
+                        message.campaign_id,
+                        message.recipient_ref,
+                        previous,
+                        st.QUEUED,
+                        message.error,
+                        at,
+                    ),
+                )
             error = {**error, "retryable": False}  # its budget is spent: this one is final
     await repo.add_status_event(message.id, status, at, error)
-    if st.moves_forward(message.status, status):
-        message.status, message.status_rank = status, st.RANK[status]
-        if error is not None:
-            message.error = error
-        message.updated_at = utcnow()
-        await session.flush()
-    return True
+    if not st.moves_forward(message.status, status):
+        return Applied(True)
+    change = Change(
+        message.id, message.campaign_id, message.recipient_ref, message.status, status, error, at
+    )
+    message.status, message.status_rank = status, st.RANK[status]
+    if error is not None:
+        message.error = error
+    message.updated_at = utcnow()
+    await session.flush()
+    return Applied(True, change)
+
+
+class Head(NamedTuple):
+    """A message as a status webhook needs it (what ``heads_by_wamids`` reads)."""
+
+    id: uuid.UUID
+    status: str
+    campaign_id: uuid.UUID | None
+    recipient_ref: str | None
 
 
 async def apply_statuses(
@@ -555,35 +640,45 @@ async def apply_statuses(
     items: Sequence[tuple[str, str, datetime]],
     *,
     refs: Mapping[str, str] | None = None,
-) -> set[str]:
+) -> AppliedMany:
     """Many ``sent``/``delivered``/``read`` webhooks (wamid, status, at) in a few statements, with
     the same outcome as ``apply_status`` one by one (``failed`` goes through ``apply_status``, for
     its error). ``refs``: wamid -> the status's biz_opaque_callback_data, which settles a message
-    whose send outcome was lost (see ``apply_status``). Returns the wamids with no message (yet)."""
+    whose send outcome was lost (see ``apply_status``). Returns the wamids with no message (yet)
+    and what moved (from the one read of the messages that finds them: no query per event)."""
     repo = MessageRepository(session)
-    ids = await repo.ids_by_wamids(account_ids, list({w for w, _, _ in items}))
+    heads = await repo.heads_by_wamids(account_ids, list({w for w, _, _ in items}))
     for wamid, ref in (refs or {}).items():
-        if wamid not in ids and ref:
+        if wamid not in heads and ref:
             settled = await repo.settle_by_ref(account_ids, ref, wamid)
             if settled is not None:
                 log.info("send_outcome_settled", message_id=str(settled.id))
-                ids[wamid] = settled.id
-    best: dict[uuid.UUID, str] = {}
+                heads[wamid] = Head(
+                    settled.id, settled.status, settled.campaign_id, settled.recipient_ref
+                )
+    best: dict[uuid.UUID, tuple[str, datetime]] = {}
     events: dict[tuple[uuid.UUID, str], dict[str, Any]] = {}
     for wamid, status, at in items:
-        mid = ids.get(wamid)
-        if mid is None or status not in st.WEBHOOK_STATUSES or status == st.FAILED:
+        head = heads.get(wamid)
+        if head is None or status not in st.WEBHOOK_STATUSES or status == st.FAILED:
             continue
+        mid = head.id
         events.setdefault(
             (mid, status), {"message_id": mid, "status": status, "at": at, "error": None}
         )
-        if st.RANK[status] > st.RANK[best.get(mid, st.QUEUED)]:
-            best[mid] = status
+        if st.RANK[status] > st.RANK[best.get(mid, (st.QUEUED, at))[0]]:
+            best[mid] = (status, at)
     await repo.add_status_events(list(events.values()))
     now = utcnow()
     for status in (st.SENT, st.DELIVERED, st.READ):
-        await repo.advance([m for m, s in best.items() if s == status], status, now)
-    return {w for w, _, _ in items if w not in ids}
+        await repo.advance([m for m, (s, _) in best.items() if s == status], status, now)
+    by_id = {h.id: h for h in heads.values()}
+    changes = [
+        Change(mid, h.campaign_id, h.recipient_ref, h.status, status, None, at)
+        for mid, (status, at) in best.items()
+        if st.moves_forward((h := by_id[mid]).status, status)
+    ]
+    return AppliedMany({w for w, _, _ in items if w not in heads}, changes)
 
 
 async def record_inbound(
@@ -648,6 +743,68 @@ def inbound_preview(kind: str, payload: dict[str, Any]) -> str:
     if isinstance(obj, dict) and obj.get("caption"):
         return str(obj["caption"])
     return f"[{kind}]"
+
+
+# -- a campaign's messages (its dispatcher sends them: campaigns/engine.py) ---------------------
+
+
+def template_preview(template: MessageTemplate, components: list[dict[str, Any]]) -> str | None:
+    """The text lists show for a template message with these send components."""
+    return payload.template_text(template, components)
+
+
+async def campaign_due(
+    session: AsyncSession, campaign_id: uuid.UUID, limit: int
+) -> list[tuple[uuid.UUID, str | None]]:
+    """The campaign's queued messages that may be sent now (a retry whose time came, or what a
+    dispatcher that died left unsent): (id, recipient_ref), oldest first."""
+    return await MessageRepository(session).campaign_due(campaign_id, utcnow(), limit)
+
+
+async def campaign_next_attempt(session: AsyncSession, campaign_id: uuid.UUID) -> datetime | None:
+    """When the campaign's next retry is due, if one waits."""
+    return await MessageRepository(session).campaign_next_attempt(campaign_id)
+
+
+async def refuse_unsent(
+    session: AsyncSession,
+    message_ids: Sequence[uuid.UUID],
+    code: str,
+    title: str,
+) -> list[Change]:
+    """Queued messages that must never go (the contact opted out, the campaign was cancelled):
+    failed with ``code`` (ours, not Meta's), in one statement; what a worker already claimed is
+    left to its outcome."""
+    if not message_ids:
+        return []
+    now = utcnow()
+    error = _error(code, title, None, False)
+    repo = MessageRepository(session)
+    refused = await repo.fail_queued(message_ids, error, now)
+    await repo.add_status_events(
+        [
+            {"message_id": mid, "status": st.FAILED, "at": now, "error": error}
+            for mid, _, _ in refused
+        ]
+    )
+    return [Change(mid, cid, ref, st.QUEUED, st.FAILED, error, now) for mid, cid, ref in refused]
+
+
+async def campaign_queued(
+    session: AsyncSession, campaign_id: uuid.UUID, limit: int
+) -> list[uuid.UUID]:
+    """Ids of the campaign's queued messages (due or not)."""
+    return await MessageRepository(session).campaign_queued(campaign_id, limit)
+
+
+async def settle_stale_campaign_sends(session: AsyncSession, before: datetime) -> list[Change]:
+    """Campaign messages a dead worker left ``sending`` since before ``before``: unknown (never
+    resent blindly; a status webhook may settle them yet)."""
+    now = utcnow()
+    stale = await MessageRepository(session).stale_campaign_sending(before, now)
+    if stale:
+        log.warning("campaign_sends_outcome_unknown_after_crash", count=len(stale))
+    return [Change(mid, cid, ref, st.SENDING, st.UNKNOWN, None, now) for mid, cid, ref in stale]
 
 
 # -- reading ------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from taskiq import AsyncBroker, BrokerMessage, InMemoryBroker
 from taskiq.exceptions import UnknownTaskError
 
 from aisoule import queue
+from aisoule.campaigns import tasks as campaign_tasks
 from aisoule.config import Settings
 from aisoule.messages import tasks as message_tasks
 from aisoule.runtime import Runtime
@@ -29,6 +30,8 @@ TASKS: dict[str, Callable[..., Awaitable[None]]] = {
     queue.SEND_MESSAGE: message_tasks.send_message,
     queue.SEND_BATCH: message_tasks.send_batch,
     queue.PROCESS_WEBHOOKS: webhook_tasks.process_webhooks,
+    queue.CAMPAIGN_MATERIALIZE: campaign_tasks.materialize,
+    queue.CAMPAIGN_DISPATCH: campaign_tasks.dispatch,
 }
 
 # Each returns the (task, args) pairs to enqueue again.
@@ -46,7 +49,13 @@ async def _webhooks(rt: Runtime) -> list[tuple[str, tuple[Any, ...]]]:
     return [(queue.PROCESS_WEBHOOKS, ("retry",))] if await webhook_tasks.has_pending(rt) else []
 
 
-RECONCILERS: list[Reconciler] = [_messages, _webhooks]
+async def _campaigns(rt: Runtime) -> list[tuple[str, tuple[Any, ...]]]:
+    # Sends a dead worker left "sending" (unknown), scheduled campaigns whose time came,
+    # dispatchers whose lease ran out, materialisers that died.
+    return await campaign_tasks.due_work(rt)
+
+
+RECONCILERS: list[Reconciler] = [_messages, _webhooks, _campaigns]
 
 
 class BoundedInMemoryBroker(InMemoryBroker):

@@ -163,9 +163,9 @@ async def _enqueue(h: Harness, sb: Sandbox, phones: list[str]) -> list[str]:
         ]
         h.statements.clear()
         h.enqueued.clear()
-        ids = await service.enqueue_batch(
-            session, uuid.UUID(sb.workspace_id), account, items, campaign_id=uuid.uuid4()
-        )
+        # No campaign_id: a campaign's messages are its dispatcher's (campaigns/engine.py), and
+        # the messages reconciler exercised here leaves them alone.
+        ids = await service.enqueue_batch(session, uuid.UUID(sb.workspace_id), account, items)
         written = list(h.statements)
         await session.commit()
         await queue.flush_after_commit(session)

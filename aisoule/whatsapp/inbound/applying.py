@@ -163,16 +163,17 @@ async def _apply_statuses(
             for e, (wamid, _, _) in zip(group, items, strict=True)
             if (ref := _ref(e.payload["status"])) is not None
         }
-        missing = await messages.apply_statuses(session, [account.id], items, refs=refs)
+        applied = await messages.apply_statuses(session, [account.id], items, refs=refs)
+        handed: list[handoff.StatusChange] = []
         for event, (wamid, status, when) in zip(group, items, strict=True):
-            if wamid in missing:
+            if wamid in applied.missing:
                 outcomes[event.id] = _not_found(event, wamid, now)
                 continue
             outcomes[event.id] = None
-            await handoff.on_status(
-                session,
-                handoff.StatusChange(account.workspace_id, account.id, wamid, status, when, None),
+            handed.append(
+                handoff.StatusChange(account.workspace_id, account.id, wamid, status, when, None)
             )
+        await handoff.on_statuses(session, handed, applied.changes)
     return outcomes
 
 
@@ -201,7 +202,8 @@ async def _apply(
         return _no_account(event)
     if event.kind == TEMPLATE:
         # Only this account's templates: a WABA's review never reaches another account's rows.
-        await templates.apply_status_update(session, [account.id], event.payload["value"])
+        if await templates.apply_status_update(session, [account.id], event.payload["value"]):
+            await handoff.on_template_status(session, account.id, event.payload["value"])
         return None
     if event.kind == STATUS:
         return await _apply_status(session, event, account, now)
@@ -217,12 +219,15 @@ async def _apply_status(
     item = event.payload["status"]
     errors = item.get("errors") if isinstance(item.get("errors"), list) else None
     wamid, status, when = str(item["id"]), str(item["status"]), at(item.get("timestamp"), now)
-    if not await messages.apply_status(
+    applied = await messages.apply_status(
         session, [account.id], wamid, status, when, errors, biz_opaque_callback_data=_ref(item)
-    ):
+    )
+    if not applied:
         return _not_found(event, wamid, now)
     await handoff.on_status(
-        session, handoff.StatusChange(account.workspace_id, account.id, wamid, status, when, errors)
+        session,
+        handoff.StatusChange(account.workspace_id, account.id, wamid, status, when, errors),
+        applied.change,
     )
     return None
 

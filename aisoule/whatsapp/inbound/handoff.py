@@ -9,14 +9,17 @@ an inbound message is read top to bottom, and adding a reaction is adding a line
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aisoule.campaigns import engine as campaigns
 from aisoule.contacts import service as contacts
 from aisoule.conversations import service as conversations
+from aisoule.messages.service import Change
 from aisoule.whatsapp.inbound import keywords
 
 
@@ -58,14 +61,35 @@ async def on_inbound_message(session: AsyncSession, event: InboundMessage) -> No
         await contacts.opt_out(session, event.workspace_id, event.contact_id, "stop_keyword")
     elif keywords.is_start(event.text):
         await contacts.opt_in(session, event.workspace_id, event.contact_id)
-    # Campaigns (reply attribution), flows (the bot's next step) and outbound webhooks
-    # (message.received) each add their line here, after consent, when they exist.
+    # 3. Campaigns: a reply within 72 h of the contact's latest campaign message counts.
+    await campaigns.on_reply(session, event.contact_id, event.at)
+    # Flows (the bot's next step) and outbound webhooks (message.received) each add their line
+    # here, after consent, when they exist.
 
 
-async def on_status(session: AsyncSession, event: StatusChange) -> None:
-    """Everything an applied status sets off, in order. Today nothing outside messages reacts:
-    Meta's 131050 (the user stopped marketing messages) opts the contact out inside
-    messages.apply_status.
+async def on_status(
+    session: AsyncSession, event: StatusChange, moved: Change | None = None
+) -> None:
+    """One applied status; ``moved``: what it moved (messages.apply_status's change)."""
+    await on_statuses(session, [event], [moved] if moved is not None else [])
+
+
+async def on_statuses(
+    session: AsyncSession, events: Sequence[StatusChange], moved: Sequence[Change]
+) -> None:
+    """Everything a batch of applied statuses sets off, in order; ``moved`` is what they moved
+    (from the messages' own read: nothing here queries a message again). Meta's 131050 (the user
+    stopped marketing messages) opts the contact out inside messages.apply_status.
     """
-    # Campaigns (delivered and read counts) and outbound webhooks (message.status) each add their
-    # line here when they exist.
+    # 1. Campaigns: recipients follow their messages (delivered, read, failed with the code, an
+    #    unknown send settled), their counters with them, one statement per kind for the batch.
+    await campaigns.on_status_changes(session, moved)
+    # Outbound webhooks (message.status) add their line here when they exist.
+
+
+async def on_template_status(
+    session: AsyncSession, account_id: uuid.UUID, value: Mapping[str, Any]
+) -> None:
+    """Meta's template review or quality event (``message_template_status_update``), applied to
+    the account's templates: running campaigns sending a template Meta paused or disabled pause."""
+    await campaigns.on_template_status(session, account_id, value)
