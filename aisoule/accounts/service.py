@@ -388,14 +388,6 @@ async def update(
     account = await get(session, workspace_id, account_id)
     changes = data.model_dump(exclude_unset=True)
     _refuse_shared_secret(rt, changes.get("app_secret"))
-    if changes.get("app_secret") is not None and account.provider == EMULATOR:
-        # The emulator signs this number's webhooks with the secret it was registered with; a
-        # new one here would make every later webhook fail its signature check.
-        raise ValidationFailed(
-            "app_secret: a sandbox number's app secret is chosen by aisoule and cannot be changed",
-            field="app_secret",
-            code="sandbox_app_secret",
-        )
     if changes.get("access_token") is not None:
         token = changes["access_token"]
         client = provider(rt, account.provider, field="provider")
