@@ -18,7 +18,14 @@ from aisoule.models import Campaign
 
 def _zero() -> dict[str, Any]:
     stats: dict[str, Any] = {bucket: 0 for bucket in st.STAT_BUCKETS}
-    return {"total": 0, **stats, "replied": 0, "resent": 0, "skipped_reasons": {}, "failed_codes": {}}
+    return {
+        "total": 0,
+        **stats,
+        "replied": 0,
+        "resent": 0,
+        "skipped_reasons": {},
+        "failed_codes": {},
+    }
 
 
 async def _move(session: AsyncSession, campaign: Campaign, status: str) -> None:

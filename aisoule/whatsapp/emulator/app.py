@@ -524,7 +524,9 @@ def _control_routes(app: FastAPI) -> None:
             emu.metadata_value(number, contacts=[contact], messages=[msg]),
         )
         emu.webhooks.schedule(
-            hook, s.webhook_latency_ms / 1000, lane=conversation_lane(phone_id, wa_id),
+            hook,
+            s.webhook_latency_ms / 1000,
+            lane=conversation_lane(phone_id, wa_id),
             app_secret=number.app_secret,
         )
         return json_response({"message": msg, "webhook": hook})
