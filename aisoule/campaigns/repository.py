@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import (
+    Boolean,
     ColumnElement,
     String,
     and_,
@@ -138,7 +139,9 @@ class CampaignRepository(WorkspaceScopedRepository[Campaign]):
     def _custom_field_is(self, key: str, value: Any) -> ColumnElement[bool]:
         """custom_fields[key] equals ``value`` as JSON (the string "10" is not the number 10)."""
         if self.dialect == "postgresql":
-            return Contact.custom_fields.contains(type_coerce({key: value}, JSONB))
+            # jsonb containment: numbers compare as numbers (10 = 10.0), types otherwise apart.
+            contains = Contact.custom_fields.op("@>", return_type=Boolean)
+            return contains(type_coerce({key: value}, JSONB))
         # SQLite: ``->`` gives the value's JSON text ('"Pune"', '10', 'true'), NULL when absent.
         path = '$."' + key + '"'  # keys are snake_case (contacts.schemas): nothing to escape
         extracted = Contact.custom_fields.op("->")(literal(path, String))

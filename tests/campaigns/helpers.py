@@ -143,3 +143,53 @@ def set_messaging_limit(server: Server, account_id: str, tier: str) -> None:
 def sandbox(api: httpx.Client) -> dict[str, Any]:
     accounts = api.get("/api/accounts").json()["data"]["accounts"]
     return dict(next(a for a in accounts if a["provider"] == "emulator"))
+
+
+def customer_writes(server: Server, phone_number_id: str, phone: str, text: str) -> None:
+    """A customer writes to the sandbox number (the emulator delivers Meta's webhook)."""
+    r = httpx.post(
+        f"{server.url}/emulator/_emulator/inbound",
+        json={"phone_number_id": phone_number_id, "from": phone, "name": "Customer", "text": text},
+        timeout=10,
+    )
+    assert r.status_code == 200, r.text
+
+
+def add_recipients(server: Server, campaign_id: str, by_contact: dict[str, str]) -> None:
+    """Recipients of a campaign as the engine leaves them ({contact uuid: status}): what
+    audience.from_campaign retargets."""
+    from sqlalchemy import select
+
+    from aisoule.kit.time import utcnow
+    from aisoule.models import CampaignRecipient, Contact
+
+    async def run() -> None:
+        engine = create_async_engine(normalize_database_url(server.database_url))
+        try:
+            async with AsyncSession(engine) as session:
+                now = utcnow()
+                for contact_uuid, status in by_contact.items():
+                    row = (
+                        await session.execute(
+                            select(Contact.id, Contact.phone, Contact.workspace_id).where(
+                                Contact.uuid == uuid.UUID(contact_uuid)
+                            )
+                        )
+                    ).one()
+                    session.add(
+                        CampaignRecipient(
+                            campaign_id=uuid.UUID(campaign_id),
+                            workspace_id=row.workspace_id,
+                            contact_id=row.id,
+                            phone=row.phone,
+                            status=status,
+                            sends=1,
+                            created_at=now,
+                            updated_at=now,
+                        )
+                    )
+                await session.commit()
+        finally:
+            await engine.dispose()
+
+    asyncio.run(run())

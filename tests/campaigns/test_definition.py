@@ -69,12 +69,6 @@ def shop(server: Server) -> Iterator[Shop]:
     owner.close()
 
 
-def create(c: httpx.Client, body: dict[str, Any], status: int = 201) -> dict[str, Any]:
-    r = c.post("/api/campaigns" if "/api" not in str(c.base_url) else "/api/campaigns", json=body)
-    assert r.status_code == status, r.text
-    return dict(r.json())
-
-
 def make(shop: Shop, **overrides: Any) -> dict[str, Any]:
     r = shop.api.post("/api/campaigns", json={**SEED_EXAMPLE, **overrides})
     assert r.status_code == 201, r.text
