@@ -7,7 +7,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -150,12 +150,25 @@ def _require_approved(template: MessageTemplate) -> None:
         )
 
 
+MAX_SCHEDULE_AHEAD = timedelta(days=366)
+
+
 def _check_schedule(when: datetime, now: datetime) -> datetime:
-    """A time in the future, to the second (as the representation shows it)."""
-    when = when.replace(microsecond=0)
+    """A time in the future, at most a year ahead, in UTC to the second (as shown)."""
+    try:
+        when = when.astimezone(UTC).replace(microsecond=0)
+    except OverflowError:  # 9999-12-31T23:59:59-01:00, or 0001-01-01T00:00:00+01:00
+        edge = datetime.max if when.year == datetime.max.year else datetime.min
+        when = edge.replace(tzinfo=UTC)
     if when <= now:
         raise ValidationFailed(
             "scheduled_at: must be in the future", field="scheduled_at", code="schedule_in_past"
+        )
+    if when > now + MAX_SCHEDULE_AHEAD:
+        raise ValidationFailed(
+            "scheduled_at: must be at most a year ahead",
+            field="scheduled_at",
+            code="schedule_too_far",
         )
     return when
 

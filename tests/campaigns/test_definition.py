@@ -142,6 +142,9 @@ def test_scheduled_and_started_campaigns(shop: Shop) -> None:
         ({"scheduled_at": (datetime.now(UTC) - timedelta(minutes=1)).isoformat()}, "scheduled_at"),
         ({"scheduled_at": "2030-01-01T10:00:00"}, "scheduled_at"),  # no zone
         ({"scheduled_at": "tomorrow"}, "scheduled_at"),
+        ({"scheduled_at": "9999-12-31T23:59:59-01:00"}, "scheduled_at"),
+        ({"scheduled_at": "0001-01-01T00:00:00+01:00"}, "scheduled_at"),
+        ({"scheduled_at": future(60 * 24 * 400)}, "scheduled_at"),
         ({"scheduled_at": future(), "start": True}, "start"),
     ):
         r = shop.api.post("/api/campaigns", json={**SEED_EXAMPLE, **overrides})
