@@ -310,6 +310,7 @@ async def update(
         account = account or await accounts.for_sending(
             session, workspace_id, str(campaign.account_id) if campaign.account_id else None
         )
+        campaign.account_id = account.id  # the default one, if the campaign's was removed
         template = await _template(session, workspace_id, account, ref, approved=False)
         campaign.template_id = template.id
         campaign.template_name = template.name
