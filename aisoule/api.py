@@ -9,6 +9,7 @@ from aisoule.api_keys.endpoints import router as api_keys_router
 from aisoule.audit.endpoints import router as audit_router
 from aisoule.auth.endpoints import router as auth_router
 from aisoule.campaigns.endpoints import router as campaigns_router
+from aisoule.campaigns.endpoints_v1 import router as campaigns_v1_router
 from aisoule.contacts.endpoints import router as contacts_router
 from aisoule.contacts.endpoints_v1 import router as contacts_v1_router
 from aisoule.kit.parameters import guard_parameters
@@ -26,6 +27,7 @@ V1_PREFIX = "/v1"
 ROUTERS: list[tuple[str, APIRouter]] = [
     (V1_PREFIX, contacts_v1_router),
     (V1_PREFIX, messages_v1_router),
+    (V1_PREFIX, campaigns_v1_router),
     (API_PREFIX, auth_router),
     *(
         (API_PREFIX, router)

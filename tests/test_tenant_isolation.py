@@ -48,6 +48,10 @@ class Tenant:
         return self.cnt_ids + self.uuids[:1]
 
 
+def _campaigns(t: Tenant) -> list[str]:
+    return sorted(t.listed["campaigns"])
+
+
 # Every (method, path) with an id in the OpenAPI document -> the ids of a victim to call it with.
 ID_ROUTES: dict[tuple[str, str], Callable[[Tenant], list[str]]] = {
     ("GET", "/api/contacts/{contact_id}"): Tenant.api_ids,
@@ -64,9 +68,29 @@ ID_ROUTES: dict[tuple[str, str], Callable[[Tenant], list[str]]] = {
     ("DELETE", "/api/templates/{template_id}"): lambda t: sorted(t.listed["templates"]),
     ("GET", "/api/messages/{message_id}"): lambda t: t.message_ids,
     ("GET", "/v1/messages/{message_id}"): lambda t: t.message_ids,
+    **{
+        (method, f"{surface}/campaigns/{{campaign_id}}{suffix}"): _campaigns
+        for surface in ("/api", "/v1")
+        for method, suffix in (
+            ("GET", ""),
+            ("PUT", ""),
+            ("DELETE", ""),
+            ("POST", "/start"),
+            ("POST", "/pause"),
+            ("POST", "/resume"),
+            ("POST", "/cancel"),
+            ("POST", "/resend-unknown"),
+            ("GET", "/recipients"),
+            ("GET", "/stats"),
+        )
+    },
 }
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/accounts/{account_id}"): {"name": "Hijacked", "is_default": True},
+    ("PUT", "/api/campaigns/{campaign_id}"): {"name": "Hijacked"},
+    ("PUT", "/v1/campaigns/{campaign_id}"): {"name": "Hijacked"},
+    ("POST", "/api/campaigns/{campaign_id}/start"): {"force": True},
+    ("POST", "/v1/campaigns/{campaign_id}/start"): {"force": True},
     ("PUT", "/api/contacts/{contact_id}"): {
         "name": "Hijacked",
         "tags": ["hijacked"],
@@ -77,8 +101,9 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
 
 
 def _seed_listings(server: Server, tenants: list[Tenant]) -> None:
-    """Templates, campaigns and WhatsApp accounts have no API to create them yet: write a few
-    rows per workspace straight into the server's database, to have something to leak."""
+    """Templates and WhatsApp accounts have no API to create them without Meta, and campaigns
+    need an approved template: write a few rows per workspace straight into the server's
+    database, to have something to leak."""
 
     async def run() -> None:
         engine = create_async_engine(normalize_database_url(server.database_url))
@@ -216,6 +241,7 @@ def _snapshot(t: Tenant) -> dict[str, Any]:
         "accounts": c.get("/api/accounts", params={"per_page": 100}).json()["data"],
         "templates": c.get("/api/templates", params={"per_page": 100}).json()["data"],
         "messages": c.get("/api/messages", params={"per_page": 100}).json()["data"],
+        "campaigns": c.get("/api/campaigns", params={"per_page": 100}).json()["data"],
     }
 
 

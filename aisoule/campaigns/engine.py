@@ -29,14 +29,16 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, exists, func, not_
+from sqlalchemy import func
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule import queue
 from aisoule.accounts import service as accounts
+from aisoule.campaigns import parameters
 from aisoule.campaigns import status as st
 from aisoule.campaigns.repository import (
+    CampaignRepository,
     CampaignStateRepository,
     CounterRepository,
     RecipientRepository,
@@ -49,8 +51,6 @@ from aisoule.messages import service as messages
 from aisoule.models import (
     Campaign,
     CampaignRecipient,
-    Contact,
-    ContactTag,
     MessageTemplate,
     WhatsAppAccount,
 )
@@ -425,7 +425,9 @@ async def materialize(rt: Runtime, campaign_id: uuid.UUID) -> None:
                 await session.commit()
                 return
             now = utcnow()
-            conditions = audience_conditions(campaign.workspace_id, campaign.audience)
+            conditions = CampaignRepository(session).audience_conditions(
+                campaign.workspace_id, campaign.audience or {}
+            )
             repo = RecipientRepository(session)
             after = campaign.audience_cursor
             upto = await repo.audience_upto(conditions, after, chunk)
@@ -441,90 +443,6 @@ async def materialize(rt: Runtime, campaign_id: uuid.UUID) -> None:
             deltas.add(campaign_id, f"status:{st.R_PENDING}", added)
             await deltas.write(session)
             await session.commit()
-
-
-# INTERIM until part A is merged: A's CampaignRepository.audience_conditions replaces this (same
-# signature, called from this one place).
-def audience_conditions(
-    workspace_id: uuid.UUID, audience: Mapping[str, Any]
-) -> list[ColumnElement[bool]]:
-    conds: list[ColumnElement[bool]] = [Contact.workspace_id == workspace_id]
-
-    def tagged(tags: Sequence[str]) -> ColumnElement[bool]:
-        return exists().where(
-            ContactTag.contact_id == Contact.id,
-            ContactTag.workspace_id == workspace_id,
-            ContactTag.tag.in_(list(tags)),
-        )
-
-    if audience.get("tags"):
-        conds.append(tagged(audience["tags"]))
-    for tag in audience.get("tags_all") or []:
-        conds.append(tagged([tag]))
-    if audience.get("exclude_tags"):
-        conds.append(not_(tagged(audience["exclude_tags"])))
-    if audience.get("stage"):
-        stage = audience["stage"]
-        conds.append(Contact.stage.in_(stage if isinstance(stage, list) else [stage]))
-    if audience.get("contact_pks") is not None:
-        conds.append(Contact.id.in_([int(i) for i in audience["contact_pks"]]))
-    source = audience.get("from_campaign")
-    if isinstance(source, dict) and source.get("id"):
-        statuses: list[str] = []
-        for s in source.get("statuses") or []:
-            statuses += [st.R_PENDING, st.R_QUEUED] if s == st.R_PENDING else [s]
-        conds.append(
-            exists().where(
-                CampaignRecipient.campaign_id == uuid.UUID(str(source["id"])),
-                CampaignRecipient.contact_id == Contact.id,
-                CampaignRecipient.status.in_(statuses or list(st.RECIPIENT_STATUSES)),
-            )
-        )
-    return conds
-
-
-# INTERIM until part A is merged: A's parameters.render replaces this (same signature).
-@dataclass(frozen=True, slots=True)
-class Rendered:
-    components: list[dict[str, Any]] | None
-    missing: str | None
-
-
-def render(
-    template: MessageTemplate, spec: Mapping[str, Any], contact: Mapping[str, Any]
-) -> Rendered:
-    components: list[dict[str, Any]] = []
-    for kind in ("header", "body"):
-        entries = spec.get(kind)
-        if not entries:
-            continue
-        named = isinstance(entries, dict)
-        pairs = list(entries.items()) if named else list(enumerate(entries))
-        params: list[dict[str, Any]] = []
-        for key, entry in pairs:
-            value = _resolve(entry, contact)
-            if not value:
-                return Rendered(None, f"{kind}.{key}")
-            param: dict[str, Any] = {"type": "text", "text": value}
-            if named:
-                param["parameter_name"] = str(key)
-            params.append(param)
-        components.append({"type": kind, "parameters": params})
-    return Rendered(components, None)
-
-
-def _resolve(entry: Any, contact: Mapping[str, Any]) -> str:
-    if not isinstance(entry, dict):
-        return str(entry or "")
-    if "value" in entry:
-        return str(entry["value"] or "")
-    field = str(entry.get("field") or "")
-    if field.startswith("custom_fields."):
-        value = (contact.get("custom_fields") or {}).get(field.split(".", 1)[1])
-    else:
-        value = contact.get(field)
-    text = "" if value is None else str(value).strip()
-    return text or str(entry.get("fallback") or "")
 
 
 # -- dispatching --------------------------------------------------------------------------------
@@ -732,7 +650,7 @@ async def _claim_batch(rt: Runtime, plan: _Plan) -> list[tuple[uuid.UUID, str | 
         rids: list[int] = []
         for row in rows:
             reason: str | None = None
-            rendered: Rendered | None = None
+            rendered: parameters.Rendered | None = None
             if row.contact_exists is None:
                 reason = st.SKIP_CONTACT_DELETED
             elif row.opted_out_at is not None:
@@ -740,7 +658,9 @@ async def _claim_batch(rt: Runtime, plan: _Plan) -> list[tuple[uuid.UUID, str | 
             elif not _E164.match(row.phone or ""):
                 reason = st.SKIP_INVALID_PHONE
             else:
-                rendered = render(template, campaign.parameters or {}, _contact_fields(row))
+                rendered = parameters.render(
+                    template, campaign.parameters or {}, _contact_fields(row)
+                )
                 if rendered.missing is not None:
                     reason = st.SKIP_MISSING_VARIABLE
             if reason is not None or rendered is None:

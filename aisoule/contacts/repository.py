@@ -17,6 +17,7 @@ from sqlalchemy import (
     Uuid,
     and_,
     bindparam,
+    case,
     delete,
     func,
     literal,
@@ -386,6 +387,58 @@ class ContactRepository:
             return []
         stmt = select(T.c.id, T.c.uuid, T.c.number).where(
             T.c.workspace_id == workspace_id, T.c.id.in_(wanted)
+        )
+        return list((await self.session.execute(stmt)).mappings().all())
+
+    async def ids_of(
+        self, workspace_id: uuid.UUID, by: str, values: Iterable[Any]
+    ) -> dict[Any, int]:
+        """Internal ids of the contacts whose ``by`` column (uuid or number) is one of
+        ``values``, in this workspace: {value: id}."""
+        wanted = list(set(values))
+        found: dict[Any, int] = {}
+        for start in range(
+            0, len(wanted), 1000
+        ):  # well under both databases' bound-parameter limits
+            chunk = wanted[start : start + 1000]
+            stmt = select(T.c[by], T.c.id).where(
+                T.c.workspace_id == workspace_id, T.c[by].in_(chunk)
+            )
+            found.update({r[0]: r[1] for r in (await self.session.execute(stmt)).all()})
+        return found
+
+    async def audience_counts(
+        self,
+        workspace_id: uuid.UUID,
+        conditions: Sequence[Any],
+        missing: Any | None,
+    ) -> tuple[int, int, int]:
+        """Of the contacts matching ``conditions``: how many, how many opted out, and how many
+        not opted out for which ``missing`` holds; one statement, counted in the database."""
+        opted_out = CW.c.opted_out_at.is_not(None)
+        columns: list[Any] = [func.count(), func.count(CW.c.opted_out_at)]
+        if missing is not None:
+            columns.append(
+                func.coalesce(func.sum(case((and_(~opted_out, missing), 1), else_=0)), 0)
+            )
+        stmt = (
+            select(*columns)
+            .select_from(T.outerjoin(CW, CW.c.contact_id == T.c.id))
+            .where(T.c.workspace_id == workspace_id, *conditions)
+        )
+        row = (await self.session.execute(stmt)).one()
+        return int(row[0]), int(row[1]), int(row[2]) if missing is not None else 0
+
+    async def audience_sample(
+        self, workspace_id: uuid.UUID, conditions: Sequence[Any], limit: int
+    ) -> list[Row]:
+        """The first ``limit`` contacts (in id order) matching ``conditions``, with consent."""
+        stmt = (
+            select(*COLUMNS, CW.c.opted_out_at, CW.c.opt_out_reason)
+            .select_from(T.outerjoin(CW, CW.c.contact_id == T.c.id))
+            .where(T.c.workspace_id == workspace_id, *conditions)
+            .order_by(T.c.id)
+            .limit(limit)
         )
         return list((await self.session.execute(stmt)).mappings().all())
 

@@ -350,6 +350,40 @@ async def refs(
     return {r["id"]: ContactRef(uuid=r["uuid"], number=r["number"]) for r in rows}
 
 
+# -- for campaigns ------------------------------------------------------------------------------
+
+
+async def ids_for_references(
+    session: AsyncSession, workspace_id: uuid.UUID, references: Sequence[str], *, v1: bool
+) -> list[int | None]:
+    """The internal id of each contact named by ``references`` (/api uuids, or /v1 ``cnt_``
+    ids when ``v1``), None where one names no contact of this workspace; in the same order."""
+    by = "number" if v1 else "uuid"
+    parsed: list[Any] = [parse_v1_id(r) if v1 else parse_uuid(r) for r in references]
+    found = await ContactRepository(session).ids_of(
+        workspace_id, by, (p for p in parsed if p is not None)
+    )
+    return [None if p is None else found.get(p) for p in parsed]
+
+
+async def audience_counts(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    conditions: Sequence[Any],
+    missing: Any | None = None,
+) -> tuple[int, int, int]:
+    """Of this workspace's contacts matching ``conditions`` (SQL over contacts): how many, how
+    many opted out of WhatsApp, and how many (not opted out) ``missing`` holds for."""
+    return await ContactRepository(session).audience_counts(workspace_id, conditions, missing)
+
+
+async def audience_sample(
+    session: AsyncSession, workspace_id: uuid.UUID, conditions: Sequence[Any], limit: int = 5
+) -> list[Row]:
+    """The first contacts matching ``conditions``, with their consent (``opted_out_at``)."""
+    return await ContactRepository(session).audience_sample(workspace_id, conditions, limit)
+
+
 # -- WhatsApp consent ---------------------------------------------------------------------------
 # What WhatsApp told us about a contact: their wa_id and profile name, and whether they opted out
 # (STOP, or Meta's 131050). Sending reads it (find_recipient); the inbound

@@ -351,3 +351,18 @@ class MessageRepository:
             .order_by(MessageStatusEvent.at, MessageStatusEvent.id)
         )
         return result.scalars().all()
+
+    async def template_recipients_since(
+        self, workspace_id: uuid.UUID, account_id: uuid.UUID, since: datetime
+    ) -> int:
+        """Distinct people this account sent template messages to since ``since``, failed ones
+        left out (walks the workspace's messages of that period by (workspace_id, created_at))."""
+        stmt = select(func.count(func.distinct(Message.phone))).where(
+            Message.workspace_id == workspace_id,
+            Message.created_at >= since,
+            Message.account_id == account_id,
+            Message.direction == "outbound",
+            Message.type == "template",
+            Message.status != st.FAILED,
+        )
+        return int((await self.session.execute(stmt)).scalar_one())

@@ -872,3 +872,13 @@ async def reconcile(
     if stale:
         log.warning("sends_outcome_unknown_after_crash", count=stale)
     return [str(i) for i in due]
+
+
+async def template_recipients_24h(
+    session: AsyncSession, workspace_id: uuid.UUID, account_id: uuid.UUID, now: datetime
+) -> int:
+    """How many distinct people this account sent (or is sending) template messages to in the
+    24 hours before ``now``: what Meta's messaging limit counts in its moving window."""
+    return await MessageRepository(session).template_recipients_since(
+        workspace_id, account_id, now - timedelta(hours=24)
+    )
