@@ -4,6 +4,7 @@ other workspaces' ids), the pre-flight and preview, and the seed's POST /campaig
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -73,6 +74,33 @@ def make(shop: Shop, **overrides: Any) -> dict[str, Any]:
     r = shop.api.post("/api/campaigns", json={**SEED_EXAMPLE, **overrides})
     assert r.status_code == 201, r.text
     return dict(r.json()["data"]["campaign"])
+
+
+_HELD: set[str] = set()  # the shops whose "held" contacts exist
+
+
+@contextlib.contextmanager
+def held(shop: Shop) -> Iterator[dict[str, Any]]:
+    """An audience whose campaign cannot finish while the test looks at it running: 60 contacts
+    tagged "held", and the number slowed to 1 message a second (the pacer spaces its sends over
+    a second apart, so they take more than a minute whatever the machine's load). Afterwards
+    every campaign still sending is cancelled (sends stop within a second) and the pace is
+    restored."""
+    if shop.account_id not in _HELD:
+        for i in range(60):
+            contact(shop.api, f"+91981100{i:04d}", tags=["held"])
+        _HELD.add(shop.account_id)
+    r = shop.api.put(f"/api/accounts/{shop.account_id}", json={"throughput": 1})
+    assert r.status_code == 200, r.text
+    try:
+        yield {"tags": ["held"]}
+    finally:
+        for status in ("running", "paused"):
+            listed = shop.api.get("/api/campaigns", params={"status": status, "per_page": 100})
+            for c in listed.json()["data"]["campaigns"]:
+                shop.api.post(f"/api/campaigns/{c['id']}/cancel")
+        r = shop.api.put(f"/api/accounts/{shop.account_id}", json={"throughput": 80})
+        assert r.status_code == 200, r.text
 
 
 def error(r: httpx.Response) -> tuple[int, str | None, str]:
@@ -437,7 +465,13 @@ def test_put_and_delete_follow_the_status(shop: Shop) -> None:
     assert r.json()["data"]["campaign"]["status"] == "draft", r.text
     assert r.json()["data"]["campaign"]["scheduled_at"] is None
 
-    # running: no edits, no delete
+    # running: no edits, no delete (an audience that is still sending while we look)
+    with held(shop) as audience:
+        assert shop.api.put(url, json={"audience": audience}).status_code == 200
+        _running_paused_cancelled(shop, url, c)
+
+
+def _running_paused_cancelled(shop: Shop, url: str, c: dict[str, Any]) -> None:
     r = shop.api.post(f"{url}/start")
     assert r.status_code == 200 and r.json()["data"]["campaign"]["status"] == "running", r.text
     r = shop.api.put(url, json={"name": "late"})
@@ -481,8 +515,10 @@ def test_put_and_delete_follow_the_status(shop: Shop) -> None:
 
 def test_list_filters_by_status_and_pages(shop: Shop) -> None:
     ids = [make(shop, name=f"page {i}")["id"] for i in range(3)]
-    running = make(shop, start=True)
-    api = shop.api.get("/api/campaigns", params={"status": "running", "per_page": 100}).json()
+    with held(shop) as audience:
+        running = make(shop, start=True, audience=audience)
+        listed = shop.api.get("/api/campaigns", params={"status": "running", "per_page": 100})
+    api = listed.json()
     assert running["id"] in {c["id"] for c in api["data"]["campaigns"]}
     assert all(c["status"] == "running" for c in api["data"]["campaigns"])
     drafts = shop.api.get("/api/campaigns", params={"status": "draft", "per_page": 100}).json()
