@@ -35,12 +35,31 @@ database and the API key are shared (migrated by the code running this script: t
 Options: ``--path`` (default ``/v1/contacts?limit=20``), ``--requests`` (200), ``--warmup``
 (300), ``--database-url`` (``postgresql://postgres@127.0.0.1:5432/aisoule_count``),
 ``--contacts`` (5,000, with ``--seed``). The key is kept in ``bench/results/count-key.txt``.
+
+A request with a body: ``--method POST --body JSON`` (the same bytes every time, as
+``application/json``), ``--idempotency-key fresh`` for a new ``Idempotency-Key`` on each request
+(made before the window), ``--expect`` the status every request must answer (200 for a GET, 202
+otherwise) and ``--expect-rows TABLE``: each answer names (by its first uuid) a row now in TABLE.
+Such a request runs the app with ``AISOULE_WORKER_MODE=external`` and a Redis stream at
+``--broker`` (``redis://127.0.0.1:6379/11``; one per concurrent run) that no worker reads, so
+the request enqueues its task (one XADD, as a server in front of ``aisoule worker`` does) and the
+task never runs inside the window; the stream is emptied before the run and its length printed
+after (one task per request). ``--seed`` also gives the workspace its sandbox account (created
+by ``aisoule user create`` with sandboxes on; no emulator need listen: the request path never
+calls it) and opens the 24-hour window of contacts 1..100 (``+919800000000`` to ``..99``), as
+bench/send.py's ``_open_windows`` does, so a free-form message to them is accepted for the next
+24 hours (re-seed after that). Issue 9's send, at each checkout::
+
+    python -m bench.count --checkout DIR --mode callgrind --method POST \\
+        --path /api/messages/send --expect-rows messages \\
+        --body '{"to": "+919800000001", "text": {"body": "bench"}}'
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import subprocess
 import sys
@@ -51,6 +70,10 @@ from typing import Any
 DEFAULT_DATABASE_URL = "postgresql://postgres@127.0.0.1:5432/aisoule_count"
 HERE = Path(__file__).resolve().parent
 KEY_FILE = HERE / "results" / "count-key.txt"
+DEFAULT_BROKER = "redis://127.0.0.1:6379/11"
+TASK_STREAM = "aisoule:tasks"  # aisoule.worker.broker's queue_name
+WINDOWS = 100  # seeded contacts 1..100 (+919800000000..99) wrote in: their window is open
+WINDOW_HOURS = 24
 
 # Collection on/off around the measured requests (no-ops outside valgrind).
 _MARKER_C = r"""
@@ -78,37 +101,50 @@ def _marker_library() -> Path:
 # --- the child: runs inside the checkout's interpreter ----------------------------------------
 
 
-async def _call(app: Any, path: str, key: str) -> tuple[int, bytes]:
+async def _call(
+    app: Any,
+    path: str,
+    key: str,
+    method: str = "GET",
+    body: bytes = b"",
+    extra: tuple[tuple[bytes, bytes], ...] = (),
+) -> tuple[int, bytes]:
     raw_path, _, query = path.partition("?")
+    headers = [
+        (b"host", b"127.0.0.1:8100"),
+        (b"authorization", b"Bearer " + key.encode()),
+        (b"accept", b"*/*"),
+    ]
+    if body:
+        headers += [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+        ]
     scope = {
         "type": "http",
         "asgi": {"version": "3.0", "spec_version": "2.3"},
         "http_version": "1.1",
-        "method": "GET",
+        "method": method,
         "scheme": "http",
         "path": raw_path,
         "raw_path": raw_path.encode(),
         "root_path": "",
         "query_string": query.encode(),
-        "headers": [
-            (b"host", b"127.0.0.1:8100"),
-            (b"authorization", b"Bearer " + key.encode()),
-            (b"accept", b"*/*"),
-        ],
+        "headers": headers + list(extra),
         "client": ("127.0.0.1", 50000),
         "server": ("127.0.0.1", 8100),
         "state": {},
     }
     sent = False
     status = 0
-    body: list[bytes] = []
+    answer: list[bytes] = []
 
     async def receive() -> dict[str, Any]:
         nonlocal sent
         if not sent:
             sent = True
-            return {"type": "http.request", "body": b"", "more_body": False}
-        await asyncio.Event().wait()  # never: a GET has no more body
+            return {"type": "http.request", "body": body, "more_body": False}
+        await asyncio.Event().wait()  # never: the whole body came in the first message
         raise AssertionError
 
     async def send(message: dict[str, Any]) -> None:
@@ -116,10 +152,10 @@ async def _call(app: Any, path: str, key: str) -> tuple[int, bytes]:
         if message["type"] == "http.response.start":
             status = message["status"]
         elif message["type"] == "http.response.body":
-            body.append(message.get("body", b""))
+            answer.append(message.get("body", b""))
 
     await app(scope, receive, send)
-    return status, b"".join(body)
+    return status, b"".join(answer)
 
 
 class _StatementCounter:
@@ -160,6 +196,35 @@ class _StatementCounter:
                 self.sqlalchemy += 1
 
 
+def _requests(args: argparse.Namespace, count: int) -> list[tuple[bytes, tuple[Any, ...]]]:
+    """Each request's body and extra headers, made before the window (a fresh Idempotency-Key
+    each with ``--idempotency-key fresh``)."""
+    import uuid
+
+    body = (args.body or "").encode()
+    if args.idempotency_key != "fresh":
+        return [(body, ())] * count
+    return [
+        (body, ((b"idempotency-key", f"count-{uuid.uuid4().hex}".encode()),)) for _ in range(count)
+    ]
+
+
+_UUID = re.compile(rb"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+async def _rows(engine: Any, table: str, answers: list[bytes]) -> int:
+    """How many of the rows the answers name (each by the first uuid in it) ``table`` holds."""
+    from sqlalchemy import bindparam, text
+
+    if not re.fullmatch(r"[a-z_]+", table):
+        raise SystemExit(f"--expect-rows: not a table name: {table!r}")
+    ids = [m.group().decode() for a in answers if (m := _UUID.search(a))]
+    async with engine.connect() as conn:
+        query = text(f"SELECT count(*) FROM {table} WHERE CAST(id AS TEXT) IN :ids")
+        query = query.bindparams(bindparam("ids", expanding=True))
+        return int((await conn.execute(query, {"ids": ids})).scalar_one()) if ids else 0
+
+
 async def _child(args: argparse.Namespace) -> None:
     import ctypes
     import gc
@@ -168,22 +233,27 @@ async def _child(args: argparse.Namespace) -> None:
 
     marker = ctypes.CDLL(args.marker) if args.marker else None
     key = KEY_FILE.read_text().strip() if not args.key else args.key
+    expect = args.expect or (200 if args.method == "GET" else 202)
     app = create_app()
     counter = _StatementCounter()
+    warmup = _requests(args, args.warmup)
+    measured = _requests(args, args.requests)
+    answers: list[tuple[int, bytes]] = []
     async with app.router.lifespan_context(app):
         if args.mode == "statements":
             counter.install(app.state.engine)
-        for _ in range(args.warmup):
-            status, body = await _call(app, args.path, key)
-            if status != 200:
-                raise SystemExit(f"{args.path} answered {status}: {body[:300]!r}")
+        for body, extra in warmup:
+            status, answer = await _call(app, args.path, key, args.method, body, extra)
+            if status != expect:
+                raise SystemExit(f"{args.method} {args.path} answered {status}: {answer[:300]!r}")
+            answers.append((status, answer))
         gc.collect()
         n = args.requests
         if args.mode == "callgrind":
             assert marker is not None
             marker.cg_start()
-            for _ in range(n):
-                await _call(app, args.path, key)
+            for body, extra in measured:
+                answers.append(await _call(app, args.path, key, args.method, body, extra))
             marker.cg_stop()
         elif args.mode == "profile":
             import cProfile
@@ -191,8 +261,8 @@ async def _child(args: argparse.Namespace) -> None:
 
             profile = cProfile.Profile()
             profile.enable()
-            for _ in range(n):
-                await _call(app, args.path, key)
+            for body, extra in measured:
+                answers.append(await _call(app, args.path, key, args.method, body, extra))
             profile.disable()
             out = Path(args.out) / "profile.pstats"
             profile.dump_stats(out)
@@ -201,24 +271,36 @@ async def _child(args: argparse.Namespace) -> None:
             print(f"python calls per request: {calls / n:,.1f}   ({out})")
         else:
             counter.on = True
-            for _ in range(n):
-                await _call(app, args.path, key)
+            for body, extra in measured:
+                answers.append(await _call(app, args.path, key, args.method, body, extra))
             counter.on = False
             total = sum(counter.driver.values())
             print(f"driver executions per request: {total / n:g}")
             for label, count in sorted(counter.driver.items(), key=lambda kv: -kv[1]):
                 print(f"  {count / n:g}  {label}")
             print(f"SQLAlchemy cursor executions per request: {counter.sqlalchemy / n:g}")
+        wrong = [s for s, _ in answers if s != expect]
+        if wrong:
+            raise SystemExit(f"{len(wrong)} of the {n} measured requests did not answer {expect}")
+        if args.expect_rows:
+            found = await _rows(app.state.engine, args.expect_rows, [a for _, a in answers])
+            print(f"{args.expect_rows}: {found} rows named by the {len(answers)} answers")
+            if found != len(answers):
+                raise SystemExit(f"expected each answer to name a new {args.expect_rows} row")
 
 
 # --- the parent: seeds, or starts the child at a checkout ----------------------------------------
 
 
-def _env(database_url: str, hash_seed: int = 0) -> dict[str, str]:
+def _env(database_url: str, hash_seed: int = 0, broker: str | None = None) -> dict[str, str]:
     from bench.env import BenchConfig
 
     cfg = BenchConfig(database_url, 0, 0, 0, 0, 0, 0)
     env = cfg.app_env()
+    if broker:
+        # Tasks go to a Redis stream that no worker reads: the request enqueues (one XADD, as a
+        # server in front of `aisoule worker` does) and nothing runs the task in the window.
+        env.update(AISOULE_WORKER_MODE="external", AISOULE_TASK_BROKER_URL=broker)
     env.update(
         # str hashes decide dict and method-cache collisions: fixed, so that runs repeat (and
         # varied with --hash-seed, to tell a real change from a layout's luck).
@@ -240,13 +322,46 @@ def _seed(args: argparse.Namespace) -> None:
     cfg = BenchConfig(args.database_url, args.contacts, 0, 0, 0, 0, 0)
     asyncio.run(prepare.recreate_database(cfg))
     prepare.migrate(cfg)
+    # The workspace gets its sandbox account (what a send goes out through), as in bench/send.py;
+    # no emulator needs to listen: registering the number is best effort, after the commit, and
+    # the request path never talks to it (the worker does).
+    os.environ.update(AISOULE_SANDBOX_ACCOUNTS="true", AISOULE_EMULATOR="http://127.0.0.1:9")
     prepare.create_user(cfg)
+    for name in ("AISOULE_SANDBOX_ACCOUNTS", "AISOULE_EMULATOR"):
+        del os.environ[name]
     cfg.api_key = prepare.create_api_key(cfg)
     asyncio.run(prepare.load_identity(cfg))
     asyncio.run(seed.seed(cfg.asyncpg_dsn, cfg.workspace_id, args.contacts))
+    asyncio.run(_open_windows(cfg.asyncpg_dsn, min(WINDOWS, args.contacts)))
     KEY_FILE.parent.mkdir(exist_ok=True)
     KEY_FILE.write_text(cfg.api_key + "\n")
-    print(f"seeded {args.contacts:,} contacts into {cfg.database_name}; key in {KEY_FILE}")
+    print(
+        f"seeded {args.contacts:,} contacts into {cfg.database_name}, the first "
+        f"{min(WINDOWS, args.contacts)} with a 24-hour window open on the sandbox account "
+        f"(for the next {WINDOW_HOURS} h); key in {KEY_FILE}"
+    )
+
+
+async def _open_windows(dsn: str, count: int) -> None:
+    """The customer wrote in just now (as bench/send.py's ``_open_windows``): a free-form message
+    to the first ``count`` seeded contacts is accepted for the next 24 hours."""
+    import asyncpg
+
+    conn = await asyncpg.connect(dsn)
+    try:
+        account = await conn.fetchrow("SELECT id, workspace_id FROM whatsapp_accounts")
+        if account is None:
+            raise SystemExit("no sandbox account was created; see `aisoule user create` above")
+        await conn.execute(
+            "INSERT INTO conversations (workspace_id, account_id, contact_id, last_inbound_at,"
+            " last_message_at) SELECT $1, $2, id, now(), now() FROM contacts"
+            " WHERE workspace_id = $1 AND number <= $3 ON CONFLICT DO NOTHING",
+            account["workspace_id"],
+            account["id"],
+            count,
+        )
+    finally:
+        await conn.close()
 
 
 def _run(args: argparse.Namespace) -> None:
@@ -262,6 +377,8 @@ def _run(args: argparse.Namespace) -> None:
         args.mode,
         "--path",
         args.path,
+        "--method",
+        args.method,
         "--requests",
         str(args.requests),
         "--warmup",
@@ -270,7 +387,15 @@ def _run(args: argparse.Namespace) -> None:
         str(out),
         "--key",
         KEY_FILE.read_text().strip(),
+        "--idempotency-key",
+        args.idempotency_key,
+        *(["--body", args.body] if args.body else []),
+        *(["--expect", str(args.expect)] if args.expect else []),
+        *(["--expect-rows", args.expect_rows] if args.expect_rows else []),
     ]
+    broker = _broker(args)
+    if broker:
+        asyncio.run(_stream_length(broker, reset=True))
     if args.mode == "server":
         _server(args, checkout, out, KEY_FILE.read_text().strip())
     elif args.mode == "callgrind":
@@ -288,7 +413,7 @@ def _run(args: argparse.Namespace) -> None:
         proc = subprocess.run(
             child,
             cwd=checkout,
-            env=_env(args.database_url, args.hash_seed),
+            env=_env(args.database_url, args.hash_seed, broker),
             capture_output=True,
             text=True,
         )
@@ -296,6 +421,9 @@ def _run(args: argparse.Namespace) -> None:
         if proc.returncode != 0:
             sys.stderr.write(proc.stderr[-4000:])
             raise SystemExit(proc.returncode)
+    if broker:
+        queued = asyncio.run(_stream_length(broker))
+        print(f"tasks left in the broker's stream (no worker reads it): {queued}")
     if args.mode in ("callgrind", "server"):
         dumps = sorted(out.glob("callgrind.out.*.1"))
         if not dumps:
@@ -322,23 +450,53 @@ def _run(args: argparse.Namespace) -> None:
             )
 
 
-async def _load(port: int, path: str, key: str, total: int, connections: int) -> None:
-    """``total`` GET requests over ``connections`` keep-alive connections, one at a time each."""
-    request = (
-        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
-        f"Authorization: Bearer {key}\r\nAccept: */*\r\n\r\n"
-    ).encode()
-    remaining = total
+def _broker(args: argparse.Namespace) -> str | None:
+    """The task broker a request that is not a GET runs with (None: the checkout's default)."""
+    return args.broker if args.method != "GET" and args.broker != "inprocess" else None
+
+
+async def _stream_length(url: str, *, reset: bool = False) -> int:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(url)
+    try:
+        if reset:
+            await client.delete(TASK_STREAM)
+        return int(await client.xlen(TASK_STREAM))
+    finally:
+        await client.aclose()
+
+
+def _http_request(args: argparse.Namespace, port: int, key: str, count: int) -> list[bytes]:
+    """The raw HTTP/1.1 requests the server mode sends (each its own Idempotency-Key if fresh)."""
+    requests = []
+    for body, extra in _requests(args, count):
+        head = (
+            f"{args.method} {args.path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {key}\r\nAccept: */*\r\n"
+        )
+        if body:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        head += "".join(f"{k.decode()}: {v.decode()}\r\n" for k, v in extra)
+        requests.append(head.encode() + b"\r\n" + body)
+    return requests
+
+
+async def _load(
+    port: int, path: str, requests: list[bytes], connections: int, expect: int = 200
+) -> None:
+    """``requests`` over ``connections`` keep-alive connections, one at a time each."""
+    remaining = list(reversed(requests))
+    status_line = f"HTTP/1.1 {expect}".encode()
 
     async def one_connection() -> None:
         nonlocal remaining
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         try:
-            while remaining > 0:
-                remaining -= 1
-                writer.write(request)
+            while remaining:
+                writer.write(remaining.pop())
                 head = await reader.readuntil(b"\r\n\r\n")
-                if not head.startswith(b"HTTP/1.1 200"):
+                if not head.startswith(status_line):
                     raise SystemExit(f"{path} answered {head[:200]!r}")
                 match = re.search(rb"content-length: *(\d+)", head, re.I)
                 assert match is not None
@@ -392,7 +550,7 @@ def _server(args: argparse.Namespace, checkout: Path, out: Path, key: str) -> Pa
     proc = subprocess.Popen(
         cmd,
         cwd=checkout,
-        env=_env(args.database_url, args.hash_seed),
+        env=_env(args.database_url, args.hash_seed, _broker(args)),
         stdout=log,
         stderr=subprocess.STDOUT,
     )
@@ -406,13 +564,19 @@ def _server(args: argparse.Namespace, checkout: Path, out: Path, key: str) -> Pa
                 break
             except OSError:
                 time.sleep(1)
-        asyncio.run(_load(port, args.path, key, args.warmup, args.connections))
+        expect = args.expect or (200 if args.method == "GET" else 202)
+
+        def load(count: int) -> None:
+            requests = _http_request(args, port, key, count)
+            asyncio.run(_load(port, args.path, requests, args.connections, expect))
+
+        load(args.warmup)
         control = ["callgrind_control"]
         subprocess.run([*control, "-i", "on", str(proc.pid)], check=True, capture_output=True)
-        asyncio.run(_load(port, args.path, key, args.warmup, args.connections))
+        load(args.warmup)
         started = asyncio.run(_backends(args.database_url))
         subprocess.run([*control, "-z", str(proc.pid)], check=True, capture_output=True)
-        asyncio.run(_load(port, args.path, key, args.requests, args.connections))
+        load(args.requests)
         subprocess.run(
             [*control, "--dump=requests", str(proc.pid)], check=True, capture_output=True
         )
@@ -466,6 +630,24 @@ def main(argv: list[str] | None = None) -> None:
         "--mode", choices=("callgrind", "server", "profile", "statements"), default="callgrind"
     )
     parser.add_argument("--path", default="/v1/contacts?limit=20")
+    parser.add_argument("--method", default="GET", choices=("GET", "POST", "PUT", "PATCH"))
+    parser.add_argument("--body", help="the JSON body of every request (sent as application/json)")
+    parser.add_argument(
+        "--idempotency-key",
+        choices=("none", "fresh"),
+        default="none",
+        help="none (default), or a new Idempotency-Key header on every request",
+    )
+    parser.add_argument("--expect", type=int, help="the status every request must answer")
+    parser.add_argument(
+        "--expect-rows", metavar="TABLE", help="check that each request wrote one row to TABLE"
+    )
+    parser.add_argument(
+        "--broker",
+        default=DEFAULT_BROKER,
+        help=f"not a GET: the app enqueues to this Redis, read by no worker ({DEFAULT_BROKER}); "
+        "'inprocess' keeps the checkout's default (the task runs in the process)",
+    )
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--connections", type=int, default=8, help="server mode (8)")

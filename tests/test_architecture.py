@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -114,3 +115,46 @@ def test_probe_import_breaks_its_contract(tree: Path, probe: str) -> None:
             shutil.rmtree(tree / package)
     assert result.returncode != 0, result.stdout
     assert contract in broken_contracts(result.stdout), result.stdout + result.stderr
+
+
+def test_no_route_dependency_runs_in_the_thread_pool() -> None:
+    """FastAPI runs a plain ``def`` dependency (or endpoint) in its thread pool: a hop to another
+    thread and back on every request (issue 9's count found one in RuntimeDep costing 4-5% of a
+    send). Every dependency of every route, at any depth, and every endpoint is ``async def``."""
+    import inspect
+
+    from fastapi.dependencies.models import Dependant
+    from fastapi.routing import APIRoute
+
+    from aisoule.app import create_app
+    from aisoule.config import Settings
+
+    app = create_app(Settings(database_url="sqlite+aiosqlite:///:memory:", emulator="off"))
+    sync: set[str] = set()
+
+    def walk(dep: Dependant) -> None:
+        call = dep.call
+        if call is not None:
+            target = call if inspect.isroutine(call) else getattr(call, "__call__", call)
+            if not (inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)):
+                sync.add(
+                    f"{getattr(call, '__module__', '?')}.{getattr(call, '__qualname__', call)}"
+                )
+        for sub in dep.dependencies:
+            walk(sub)
+
+    def routes_of(items: list[Any]) -> list[APIRoute]:
+        out: list[APIRoute] = []
+        for r in items:
+            if isinstance(r, APIRoute):
+                out.append(r)
+            inner = getattr(r, "original_router", None)  # FastAPI 0.165's included routers
+            if inner is not None:
+                out += routes_of(list(inner.routes))
+        return out
+
+    routes = routes_of(list(app.routes))
+    assert len(routes) > 20
+    for route in routes:
+        walk(route.dependant)
+    assert not sync, f"plain def dependencies or endpoints (run in the thread pool): {sorted(sync)}"

@@ -15,7 +15,7 @@ class PageParams(BaseModel):
         return (self.page - 1) * self.per_page
 
 
-def _page_params(
+async def _page_params(  # async: FastAPI runs a plain def in its thread pool
     page: Annotated[int, Query(ge=1, le=1_000_000, description="Page number, from 1.")] = 1,
     per_page: Annotated[int, Query(ge=1, le=100, description="Page size (max 100).")] = 20,
 ) -> PageParams:
