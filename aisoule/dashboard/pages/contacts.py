@@ -230,8 +230,9 @@ async def update_contact(
         ctx["form_errors"] = errors
     else:
         ctx["saved"] = True
-    template = "contact_edit.html" if web.is_htmx(request) else "contact.html"
-    return web.render(request, template, ctx, viewer=viewer, status_code=422 if errors else 200)
+    return web.render(
+        request, "contact.html", ctx, viewer=viewer, status_code=422 if errors else 200
+    )
 
 
 @router.post("/contacts/{contact_id}/delete")
