@@ -1,7 +1,7 @@
 """The dashboard in a real browser (Debian's Chromium through Playwright), end to end: sign up →
 create a key, see it once, use it over HTTP, revoke it → add and edit a contact → a sandbox
 conversation whose reply reaches "read" → a template approved. Every page on the way is checked
-with axe-core (no serious or critical violation) and at 390×844 (no horizontal scroll), and
+with axe-core (no serious or critical violation) and at 390x844 (no horizontal scroll), and
 screenshotted into test-results/screenshots/dashboard/ (gitignored) for a person to look at.
 
 One server and one browser for the module: the flow is one user's first session, in order."""
