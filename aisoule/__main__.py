@@ -192,6 +192,21 @@ def user_create(email: str, password: str, name: str, workspace_name: str) -> No
     click.echo(_run(run))
 
 
+@user.command("reset-password")
+@click.option("--email", required=True)
+@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True)
+def user_reset_password(email: str, password: str) -> None:
+    """Set a new password (a forgotten one: this server sends no email) and log the user out
+    everywhere."""
+    from aisoule.auth import service as auth_service
+
+    async def run(session: Any) -> str:
+        user_row = await auth_service.reset_password(session, email, password)
+        return f"new password set for {user_row.email}; their sessions are logged out"
+
+    click.echo(_run(run))
+
+
 @cli.group()
 def apikey() -> None:
     """Manage API keys."""

@@ -21,6 +21,7 @@ from aisoule.api_keys import cache as key_cache
 from aisoule.api_keys import service as key_service
 from aisoule.api_keys import usage as key_usage
 from aisoule.config import Settings, get_settings
+from aisoule.dashboard import site as dashboard_site
 from aisoule.db.engine import connect_driver, create_engine, create_sessionmaker, ping
 from aisoule.idempotency import service as idempotency
 from aisoule.kit import gctuning
@@ -210,6 +211,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.mount("/emulator", emulator_app)
     openapi.install(app)
     apidocs.install(app, settings)
+    dashboard_site.install(app, settings)
 
     @app.get("/healthz", tags=["Health"], summary="Liveness and database check")
     async def healthz() -> ORJSONResponse:

@@ -20,6 +20,7 @@ WEBHOOK_PREFIX = "/webhooks/"
 # The embedded emulator is Meta's API, not ours: it takes multipart media uploads and answers
 # every error in Meta's shape itself.
 EMULATOR_PREFIX = "/emulator/"
+API_PREFIXES = ("/api/", "/v1/")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 # HTML pages may set a CSP of their own (the API docs pages do: aisoule/apidocs.py).
 HTML_CSP = (
@@ -39,6 +40,15 @@ def _is_json(content_type: str) -> bool:
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
     )
+
+
+def _is_form(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "application/x-www-form-urlencoded"
+
+
+def _is_api(path: str) -> bool:
+    """The JSON surfaces; the dashboard's pages (everything else) take HTML forms."""
+    return path.startswith(API_PREFIXES) or path in ("/api", "/v1")
 
 
 class BodyGuardMiddleware:
@@ -79,10 +89,12 @@ class BodyGuardMiddleware:
             more = message.get("more_body", False)
         body = b"".join(chunks)
         # Meta's webhooks are checked by signature first; their route reads the raw bytes itself.
+        content_type = headers.get("content-type", "")
         if (
             body.strip()
             and not path.startswith((WEBHOOK_PREFIX, EMULATOR_PREFIX))
-            and not _is_json(headers.get("content-type", ""))
+            and not _is_json(content_type)
+            and not (_is_form(content_type) and not _is_api(path))
         ):
             await error_response(
                 path, 415, "Content-Type must be application/json", code="unsupported_media_type"

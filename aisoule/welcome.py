@@ -12,7 +12,8 @@ def main() -> None:
         f"""
 aisoule is starting on {base}  (database: {s.effective_database_url})
 
-Next, in another terminal:
+Open {base} in your browser: sign up, and the dashboard walks you through your sandbox
+number, your first API key and your contacts. Or, from another terminal, the API:
 
   # 1. sign up (creates your workspace and logs you in)
   curl -c cookies.txt -X POST {base}/api/auth/signup -H 'Content-Type: application/json' \\

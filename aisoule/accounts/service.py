@@ -34,6 +34,7 @@ from aisoule.whatsapp.provider import (
     ProviderOff,
     ProviderUnavailable,
     SendOutcomeUnknown,
+    WhatsAppError,
     WhatsAppProvider,
 )
 
@@ -468,3 +469,35 @@ async def create_sandbox(
     # if that fails, at the next start or send.
     queue.after_commit_call(session, functools.partial(register_sandbox, rt, account))
     return account
+
+
+async def simulate_customer_message(
+    session: AsyncSession,
+    rt: Runtime,
+    workspace_id: uuid.UUID,
+    account_id: str,
+    *,
+    phone: str,
+    name: str,
+    text: str,
+) -> None:
+    """Sandbox numbers only: a simulated customer (``phone``, E.164) writes ``text`` to the
+    number; the message comes back as Meta's webhook and opens the 24-hour window."""
+    account = await get(session, workspace_id, account_id)
+    if account.provider != EMULATOR:
+        raise ValidationFailed(
+            "account_id: only a sandbox number can receive a simulated message", field="account_id"
+        )
+    text = text.strip()
+    if not text or len(text) > 4096:
+        raise ValidationFailed("text: write 1 to 4096 characters", field="text")
+    client = provider(rt, account.provider)
+    number = _number(account, app_secret(rt, account))
+    async with outside_transaction(session):
+        try:
+            await client.ensure_number(number)
+            await client.simulate_inbound(
+                number.phone_number_id, phone.lstrip("+"), name.strip()[:200] or "Customer", text
+            )
+        except WhatsAppError as exc:
+            raise UpstreamFailed(f"The sandbox could not be reached: {exc}") from exc

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule.models import AuthSession
@@ -32,4 +32,14 @@ class AuthSessionRepository:
     async def delete_expired_for_user(self, user_id: uuid.UUID, now: datetime) -> None:
         await self.session.execute(
             delete(AuthSession).where(AuthSession.user_id == user_id, AuthSession.expires_at <= now)
+        )
+
+    async def delete_for_user(self, user_id: uuid.UUID) -> None:
+        await self.session.execute(delete(AuthSession).where(AuthSession.user_id == user_id))
+
+    async def set_workspace(self, token_hash: str, workspace_id: uuid.UUID) -> None:
+        await self.session.execute(
+            update(AuthSession)
+            .where(AuthSession.token_hash == token_hash)
+            .values(workspace_id=workspace_id)
         )

@@ -13,7 +13,7 @@ from aisoule.api_keys.cache import KeyCache
 from aisoule.auth.principal import Principal
 from aisoule.auth.repository import AuthSessionRepository
 from aisoule.auth.scopes import ALL_SCOPES
-from aisoule.exceptions import Forbidden, Unauthorized, ValidationFailed
+from aisoule.exceptions import Forbidden, NotFound, Unauthorized, ValidationFailed
 from aisoule.kit.crypto import new_token, sha256_hex
 from aisoule.kit.time import utcnow
 from aisoule.models import AuthSession, User, Workspace
@@ -159,3 +159,22 @@ async def principal_from_key(
     if due and cache is not None:
         cache.mark_used(row.digest, utcnow())
     return principal, due
+
+
+async def switch_workspace(
+    session: AsyncSession, principal: Principal, workspace_id: uuid.UUID
+) -> None:
+    """The session works in another of its user's workspaces from now on (404 if not theirs)."""
+    if principal.session_token_hash is None or principal.user_id is None:
+        raise Forbidden("Switching workspace needs a logged-in user", code="session_required")
+    member = await user_service.get_membership(session, principal.user_id, workspace_id)
+    if member is None:
+        raise NotFound("Workspace not found")
+    await AuthSessionRepository(session).set_workspace(principal.session_token_hash, workspace_id)
+
+
+async def reset_password(session: AsyncSession, email: str, password: str) -> User:
+    """Operator action: a new password for the account, and every session of it logged out."""
+    user = await user_service.set_password(session, email, password)
+    await AuthSessionRepository(session).delete_for_user(user.id)
+    return user

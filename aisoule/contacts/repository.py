@@ -317,6 +317,38 @@ class ContactRepository:
             return rows, int(rows[0]["total"])
         return rows, await self.counted(workspace_id, kind, key)  # past the end: no row carries it
 
+    async def browse(
+        self,
+        workspace_id: uuid.UUID,
+        *,
+        limit: int,
+        after: int | None = None,
+        before: int | None = None,
+        tag: str | None = None,
+        stage: str | None = None,
+        q: str | None = None,
+        field: tuple[str, str] | None = None,
+    ) -> tuple[Sequence[Row], bool]:
+        """A keyset page (the dashboard's): ``limit`` rows in id order after ``after`` (or the
+        last ``limit`` before ``before``), and whether there are more that way. The cost of a
+        page does not grow with its depth, unlike OFFSET's at 1,000,000 contacts."""
+        stmt, order = self._filtered(workspace_id, tag, stage, q)
+        if field is not None:
+            key, value = field
+            stmt = stmt.where(T.c.custom_fields[key].as_string() == value)
+        if before is not None:
+            stmt = stmt.where(order < before).order_by(order.desc())
+        else:
+            if after is not None:
+                stmt = stmt.where(order > after)
+            stmt = stmt.order_by(order)
+        rows = list((await self.session.execute(stmt.limit(limit + 1))).mappings().all())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if before is not None:
+            rows.reverse()
+        return rows, more
+
     async def count_exact(
         self, workspace_id: uuid.UUID, *, tag: str | None, stage: str | None, q: str | None
     ) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
@@ -46,6 +47,97 @@ async def list_contacts(
         )
     rows = await repo.list_page(workspace_id, limit=limit, offset=offset, tag=tag, stage=stage, q=q)
     return rows, await repo.count_exact(workspace_id, tag=tag, stage=stage, q=q)
+
+
+@dataclass(frozen=True, slots=True)
+class BrowsePage:
+    """A keyset page: its rows, the cursors of the pages either side (None: no such page), and
+    the exact total when the counters know it (all contacts, one tag or one stage)."""
+
+    rows: Sequence[Row]
+    next_after: int | None
+    prev_before: int | None
+    total: int | None
+
+
+async def browse(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    *,
+    limit: int,
+    after: int | None = None,
+    before: int | None = None,
+    tag: str | None = None,
+    stage: str | None = None,
+    q: str | None = None,
+    field: tuple[str, str] | None = None,
+) -> BrowsePage:
+    """The dashboard's contact list: the same filters as list_contacts plus one custom field,
+    paged by id (keyset), so the hundredth page costs what the first does."""
+    repo = ContactRepository(session)
+    if stage is not None:
+        stage = await workspace_service.resolve_stage(session, workspace_id, stage)
+    rows, more = await repo.browse(
+        workspace_id,
+        limit=limit,
+        after=after,
+        before=before,
+        tag=tag,
+        stage=stage,
+        q=q,
+        field=field,
+    )
+    total: int | None = None
+    if q is None and field is None and (tag is None or stage is None):
+        kind, key = ("tag", tag) if tag else ("stage", stage) if stage else ("all", "")
+        total = await repo.counted(workspace_id, kind, key or "")
+    going_back = before is not None
+    first_id = rows[0]["id"] if rows else None
+    last_id = rows[-1]["id"] if rows else None
+    next_after = last_id if (more and not going_back) or (going_back and rows) else None
+    prev_before = first_id if (more and going_back) or (after is not None and rows) else None
+    return BrowsePage(rows, next_after, prev_before, total)
+
+
+MAX_BULK = 500
+
+
+def _bulk_ids(contact_ids: Sequence[str]) -> list[str]:
+    ids = list(dict.fromkeys(contact_ids))
+    if not ids:
+        raise ValidationFailed("ids: select at least one contact", field="ids")
+    if len(ids) > MAX_BULK:
+        raise ValidationFailed(f"ids: at most {MAX_BULK} contacts at once", field="ids")
+    return ids
+
+
+async def bulk_tag(
+    session: AsyncSession, workspace_id: uuid.UUID, contact_ids: Sequence[str], tag: str
+) -> int:
+    """Add ``tag`` to each selected contact of this workspace (ids of others: not found, 404).
+    One contact at a time through the same update as PUT, so the counters stay exact."""
+    tag = tag.strip()
+    if not tag or len(tag) > 64:
+        raise ValidationFailed("tag: give a tag of 1 to 64 characters", field="tag")
+    changed = 0
+    for contact_id in _bulk_ids(contact_ids):
+        row = await get_by_uuid(session, workspace_id, contact_id)
+        if tag in row["tags"]:
+            continue
+        data = ContactUpdateApi.model_validate({"tags": [*row["tags"], tag]})
+        await update_api(session, workspace_id, contact_id, data)
+        changed += 1
+    return changed
+
+
+async def bulk_delete(
+    session: AsyncSession, workspace_id: uuid.UUID, contact_ids: Sequence[str]
+) -> int:
+    """Delete each selected contact of this workspace (all or nothing: one unknown id is a 404)."""
+    ids = _bulk_ids(contact_ids)
+    for contact_id in ids:
+        await delete_by_uuid(session, workspace_id, contact_id)
+    return len(ids)
 
 
 async def get_by_uuid(session: AsyncSession, workspace_id: uuid.UUID, contact_id: str) -> Row:

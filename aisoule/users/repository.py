@@ -5,7 +5,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aisoule.models import User, WorkspaceMember
+from aisoule.models import User, Workspace, WorkspaceMember
 
 
 class UserRepository:
@@ -39,3 +39,17 @@ class UserRepository:
         self, user_id: uuid.UUID, workspace_id: uuid.UUID
     ) -> WorkspaceMember | None:
         return await self.session.get(WorkspaceMember, (workspace_id, user_id))
+
+    async def memberships(self, user_id: uuid.UUID) -> list[tuple[Workspace, str]]:
+        """The user's workspaces and their role in each, oldest membership first."""
+        result = await self.session.execute(
+            select(Workspace, WorkspaceMember.role)
+            .join(WorkspaceMember, WorkspaceMember.workspace_id == Workspace.id)
+            .where(WorkspaceMember.user_id == user_id)
+            .order_by(WorkspaceMember.created_at, Workspace.name)
+        )
+        return [(ws, role) for ws, role in result.tuples().all()]
+
+    async def add_member(self, member: WorkspaceMember) -> None:
+        self.session.add(member)
+        await self.session.flush()

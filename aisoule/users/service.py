@@ -105,3 +105,36 @@ async def find_by_email(session: AsyncSession, email: str) -> User | None:
 
 async def first_membership(session: AsyncSession, user_id: uuid.UUID) -> WorkspaceMember | None:
     return await UserRepository(session).first_membership(user_id)
+
+
+async def memberships(session: AsyncSession, user_id: uuid.UUID) -> list[tuple[Workspace, str]]:
+    """Every workspace the user belongs to, with their role (the dashboard's switcher)."""
+    return await UserRepository(session).memberships(user_id)
+
+
+async def add_workspace(
+    session: AsyncSession, rt: Runtime, user_id: uuid.UUID, name: str
+) -> Workspace:
+    """Another workspace for an existing user, who owns it (with its own sandbox number)."""
+    name = name.strip()
+    if not name or len(name) > 200:
+        raise ValidationFailed(
+            "workspace_name: give a name of 1 to 200 characters", field="workspace_name"
+        )
+    workspace = await workspace_service.create_workspace(session, name)
+    await accounts_service.create_sandbox(session, rt, workspace.id)
+    await UserRepository(session).add_member(
+        WorkspaceMember(workspace_id=workspace.id, user_id=user_id, role="owner", created_at=utcnow())
+    )
+    return workspace
+
+
+async def set_password(session: AsyncSession, email: str, password: str) -> User:
+    """Operator action (CLI, the forgotten-password path without SMTP): a new password."""
+    check_password_strength(password)
+    user = await find_by_email(session, email)
+    if user is None:
+        raise ValidationFailed("email: no account with this email", field="email")
+    user.password_hash = await hash_password(password)
+    await session.flush()
+    return user

@@ -171,6 +171,13 @@ class WhatsAppProvider(Protocol):
         self, phone_number_id: str, payload: dict[str, Any], *, access_token: str | None = None
     ) -> SentMessage: ...
 
+    async def simulate_inbound(
+        self, phone_number_id: str, wa_id: str, name: str, text: str
+    ) -> None:
+        """A customer writes to the number: the sandbox's control call (the dashboard's "a
+        customer writes" button). Meta has no such call: ``ProviderOff`` there."""
+        ...
+
     async def mark_read(
         self, phone_number_id: str, message_id: str, *, access_token: str | None = None
     ) -> bool: ...

@@ -62,3 +62,19 @@ class SandboxProvider(CloudAPIClient):
                 f"the emulator at {self.base_url} is unreachable: {exc!r}"
             ) from exc
         self._registered.add(number.phone_number_id)
+
+    async def simulate_inbound(
+        self, phone_number_id: str, wa_id: str, name: str, text: str
+    ) -> None:
+        """The emulator's ``POST /_emulator/inbound``: the customer's message arrives as Meta's
+        signed webhook, a moment later."""
+        body = {"phone_number_id": phone_number_id, "from": wa_id, "name": name, "text": text}
+        url = f"{self.base_url}/_emulator/inbound"
+        try:
+            async with self.session.post(url, json=body, timeout=CONTROL_TIMEOUT) as resp:
+                if resp.status >= 300:
+                    raise ProviderUnavailable(f"the emulator answered HTTP {resp.status}")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ProviderUnavailable(
+                f"the emulator at {self.base_url} is unreachable: {exc!r}"
+            ) from exc

@@ -15,6 +15,7 @@ from aisoule.config import Settings
 from aisoule.whatsapp.provider import (
     MetaAPIError,
     PhoneNumber,
+    ProviderOff,
     ProviderUnavailable,
     SendOutcomeUnknown,
     SentMessage,
@@ -93,6 +94,12 @@ class CloudAPIClient:
 
     async def ensure_number(self, number: PhoneNumber) -> None:
         """Nothing to do: a number exists at Meta once it is made in Meta's own tools."""
+
+    async def simulate_inbound(
+        self, phone_number_id: str, wa_id: str, name: str, text: str
+    ) -> None:
+        """Meta cannot be made to receive a message: only the sandbox can."""
+        raise ProviderOff("only a sandbox number can simulate a customer's message")
 
     async def _request(
         self,

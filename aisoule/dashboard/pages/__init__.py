@@ -1,0 +1,9 @@
+"""The dashboard's pages, one router per area (mounted by aisoule.dashboard.site)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from aisoule.dashboard.pages import auth, contacts, settings, whatsapp
+
+ROUTERS: list[APIRouter] = [auth.router, settings.router, contacts.router, whatsapp.router]

@@ -1,0 +1,108 @@
+/* aisoule dashboard: the few things a page needs JavaScript for (no inline script: strict CSP). */
+(function () {
+  "use strict";
+
+  var dateTime = new Intl.DateTimeFormat(undefined, { dateStyle: "medium", timeStyle: "short" });
+  var dateOnly = new Intl.DateTimeFormat(undefined, { dateStyle: "medium" });
+  var zone = Intl.DateTimeFormat().resolvedOptions().timeZone || "";
+
+  /* Dates are rendered in UTC by the server; show them in the reader's own time zone. */
+  function localTimes(root) {
+    root.querySelectorAll("time[datetime]:not([data-local])").forEach(function (el) {
+      var d = new Date(el.getAttribute("datetime"));
+      if (isNaN(d.getTime())) return;
+      el.textContent = (el.dataset.format === "date" ? dateOnly : dateTime).format(d);
+      el.title = d.toISOString().replace(".000Z", "Z") + " (UTC)";
+      el.setAttribute("data-local", "");
+    });
+    root.querySelectorAll("input[data-tz]").forEach(function (el) { el.value = zone; });
+  }
+
+  function focusFirstError(root) {
+    var bad = root.querySelector("[aria-invalid=true]");
+    if (bad) bad.focus();
+  }
+
+  /* The live WhatsApp bubble of the template form. */
+  function fill(text, examples, named) {
+    var values = {};
+    examples.forEach(function (line, i) {
+      if (named) {
+        var at = line.search(/[:=]/);
+        if (at > 0) values[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+      } else {
+        values[String(i + 1)] = line;
+      }
+    });
+    return text.replace(/\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g, function (m, name) {
+      return values[name] !== undefined && values[name] !== "" ? values[name] : m;
+    });
+  }
+
+  function lines(value) {
+    return value.split("\n").map(function (s) { return s.trim(); }).filter(Boolean);
+  }
+
+  function preview(form) {
+    var get = function (name) { var el = form.querySelector("[name=" + name + "]"); return el ? el.value : ""; };
+    var out = function (name) { return document.querySelector("[data-out=" + name + "]"); };
+    var named = get("parameter_format") === "NAMED";
+    var header = out("header"), body = out("body"), footer = out("footer"), buttons = out("buttons");
+    if (!body) return;
+    var h = get("header_text").trim();
+    header.hidden = !h;
+    header.textContent = fill(h, [get("header_example").trim()], named);
+    body.textContent = fill(get("body"), lines(get("body_examples")), named) || "Your message appears here as you type.";
+    var f = get("footer").trim();
+    footer.hidden = !f;
+    footer.textContent = f;
+    buttons.textContent = "";
+    lines(get("buttons")).slice(0, 10).forEach(function (b) {
+      var li = document.createElement("li");
+      li.textContent = b;
+      buttons.appendChild(li);
+    });
+  }
+
+  function wire(root) {
+    localTimes(root);
+    root.querySelectorAll("[data-preview-form]").forEach(function (form) {
+      if (form.dataset.wired) return;
+      form.dataset.wired = "1";
+      form.addEventListener("input", function () { preview(form); });
+      form.addEventListener("change", function () { preview(form); });
+      preview(form);
+    });
+  }
+
+  document.addEventListener("click", function (ev) {
+    var copy = ev.target.closest("[data-copy]");
+    if (copy) {
+      var field = document.querySelector(copy.getAttribute("data-copy"));
+      if (!field) return;
+      var done = function () { copy.textContent = "Copied"; setTimeout(function () { copy.textContent = "Copy"; }, 2000); };
+      if (navigator.clipboard && window.isSecureContext) {
+        navigator.clipboard.writeText(field.value).then(done, function () { field.select(); });
+      } else {
+        field.select();
+        try { document.execCommand("copy"); done(); } catch (e) { /* selected: the user copies */ }
+      }
+    }
+  });
+
+  document.addEventListener("change", function (ev) {
+    var all = ev.target.closest("[data-select-all]");
+    if (all) {
+      var form = all.closest("form");
+      form.querySelectorAll("input[name=" + all.getAttribute("data-select-all") + "]").forEach(function (box) {
+        box.checked = all.checked;
+      });
+    }
+  });
+
+  document.addEventListener("DOMContentLoaded", function () { wire(document); });
+  document.addEventListener("htmx:afterSettle", function (ev) {
+    wire(document);
+    focusFirstError(ev.target);
+  });
+})();

@@ -1,0 +1,219 @@
+"""The dashboard over plain HTTP, on SQLite and PostgreSQL: every form refuses a missing or wrong
+CSRF token, every page and action answers 404 for another workspace's ids, the contacts table
+pages by keyset with its filters, and the forgotten-password command works."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from aisoule.dashboard.pages import ROUTERS
+from tests.conftest import Workspace
+from tests.servers import Server
+
+PAGE = {"Accept": "text/html"}
+
+
+def dashboard_client(server: Server, email: str, password: str) -> tuple[httpx.Client, str]:
+    """A browser-like client logged in through the login form: (client, its CSRF token)."""
+    c = httpx.Client(base_url=server.url, timeout=30, headers=PAGE)
+    assert c.get("/login").status_code == 200
+    r = c.post(
+        "/login",
+        data={"csrf_token": c.cookies["aisoule_form"], "email": email, "password": password},
+    )
+    assert r.status_code == 303, r.text
+    return c, c.cookies["csrf_token"]
+
+
+def _ids(ws: Workspace) -> dict[str, str]:
+    """One id of each kind in the workspace: a contact, a key, a number, a template."""
+    with ws.client() as api:
+        contact = api.post("/api/contacts", json={"phone_number": "+919800000001"}).json()
+        account = api.get("/api/accounts").json()["data"]["accounts"][0]
+        tpl = api.post(
+            "/api/templates",
+            json={
+                "name": "iso_check",
+                "language": "en_US",
+                "category": "UTILITY",
+                "components": [{"type": "BODY", "text": "Hello"}],
+            },
+        )
+        assert tpl.status_code == 201, tpl.text
+    return {
+        "contact": contact["data"]["contact"]["id"],
+        "key": ws.key_id,
+        "account": account["id"],
+        "template": tpl.json()["data"]["template"]["id"],
+    }
+
+
+# Every dashboard route with an id in its path, and how to fill it (a new route must be here).
+ID_PAGES: dict[tuple[str, str], str] = {
+    ("GET", "/contacts/{contact_id}"): "contact",
+    ("GET", "/contacts/{contact_id}/messages"): "contact",
+    ("POST", "/contacts/{contact_id}"): "contact",
+    ("POST", "/contacts/{contact_id}/delete"): "contact",
+    ("POST", "/contacts/{contact_id}/send"): "contact",
+    ("POST", "/contacts/{contact_id}/simulate"): "contact",
+    ("GET", "/settings/api-keys/{key_id}"): "key",
+    ("POST", "/settings/api-keys/{key_id}/revoke"): "key",
+    ("GET", "/numbers/{account_id}"): "account",
+    ("POST", "/numbers/{account_id}/simulate"): "account",
+    ("GET", "/templates/{template_id}"): "template",
+    ("POST", "/templates/{template_id}/delete"): "template",
+}
+
+
+def _routes() -> list[tuple[str, str]]:
+    out = []
+    for router in ROUTERS:
+        for route in router.routes:
+            for method in getattr(route, "methods", ()):
+                out.append((method, getattr(route, "path", "")))
+    return out
+
+
+def test_every_id_route_is_checked() -> None:
+    with_ids = {r for r in _routes() if "{" in r[1]}
+    assert with_ids == set(ID_PAGES), sorted(with_ids ^ set(ID_PAGES))
+
+
+def test_another_workspaces_ids_answer_404(make_workspace: Any, server: Server) -> None:
+    mine, theirs = make_workspace(), make_workspace()
+    victim = _ids(theirs)
+    client, csrf = dashboard_client(server, mine.email, mine.password)
+    try:
+        for (method, path), kind in ID_PAGES.items():
+            url = re.sub(r"\{\w+\}", victim[kind], path)
+            if method == "GET":
+                r = client.get(url)
+            else:
+                r = client.post(url, data={"csrf_token": csrf, "text": "x", "inbound_text": "x",
+                                           "phone": "+14155550100"})
+            assert r.status_code == 404, (method, url, r.status_code)
+            assert "text/html" in r.headers["content-type"]
+            assert "Not found" in r.text
+    finally:
+        client.close()
+    # Nothing of theirs was touched.
+    with theirs.client() as api:
+        assert api.get(f"/api/contacts/{victim['contact']}").status_code == 200
+        assert api.get(f"/api/templates/{victim['template']}").status_code == 200
+        assert api.get("/api/contacts").status_code == 200  # their key still works
+
+
+def _posts(ids: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
+    """Every form of the dashboard, filled as a user would (only the token is wrong)."""
+    out: list[tuple[str, dict[str, Any]]] = [
+        ("/logout", {}),
+        ("/workspaces/switch", {"workspace_id": str(uuid.uuid4())}),
+        ("/workspaces", {"workspace_name": "Another"}),
+        ("/settings/api-keys", {"name": "k"}),
+        ("/contacts", {"phone_number": "+919800000002"}),
+        ("/contacts-bulk", {"action": "delete", "ids": ids["contact"]}),
+        ("/numbers", {"phone_number_id": "1", "waba_id": "2", "access_token": "t"}),
+        ("/templates", {"name": "x", "language": "en_US", "body": "Hi"}),
+        ("/templates/sync", {}),
+    ]
+    for (method, path), kind in ID_PAGES.items():
+        if method == "POST":
+            out.append((re.sub(r"\{\w+\}", ids[kind], path), {"text": "x"}))
+    return out
+
+
+def test_every_form_refuses_a_missing_or_wrong_csrf_token(ws: Workspace, server: Server) -> None:
+    ids = _ids(ws)
+    client, csrf = dashboard_client(server, ws.email, ws.password)
+    posted = set()
+    try:
+        for url, data in _posts(ids):
+            for token in (None, "wrong" + csrf[5:]):
+                body = dict(data) | ({"csrf_token": token} if token else {})
+                r = client.post(url, data=body)
+                assert r.status_code == 403, (url, token, r.status_code)
+                assert "CSRF" in r.text
+            posted.add(re.sub(r"[0-9a-f-]{36}", "{id}", url))
+        # The anonymous forms: a double-submit token (cookie + field).
+        anon = httpx.Client(base_url=server.url, timeout=30, headers=PAGE)
+        with anon:
+            anon.get("/login")
+            for url in ("/login", "/signup"):
+                r = anon.post(url, data={"email": ws.email, "password": ws.password})
+                assert r.status_code == 403, url
+                r = anon.post(url, data={"csrf_token": "forged", "email": ws.email,
+                                         "password": ws.password})
+                assert r.status_code == 403, url
+        assert client.get("/contacts").status_code == 200  # still logged in: nothing happened
+    finally:
+        client.close()
+    every_post = {
+        re.sub(r"\{\w+\}", "{id}", p) for m, p in _routes() if m == "POST"
+    } - {"/login", "/signup"}
+    assert every_post <= posted, sorted(every_post - posted)
+    with ws.client() as api:
+        assert api.get(f"/api/contacts/{ids['contact']}").status_code == 200
+
+
+def test_contacts_page_keyset_pages_and_filters(ws: Workspace, server: Server) -> None:
+    with ws.client(bearer=True) as v1:
+        for i in range(120):
+            body = {"phone": f"9198{i:08d}", "first_name": f"P{i:03d}",
+                    "tags": ["even"] if i % 2 == 0 else [], "custom_fields": {"city": "Pune" if i < 5 else "Goa"}}
+            assert v1.post("/v1/contacts", json=body).status_code in (200, 201)
+    client, _ = dashboard_client(server, ws.email, ws.password)
+    try:
+        seen: list[str] = []
+        url = "/contacts"
+        while url:
+            r = client.get(url)
+            assert r.status_code == 200
+            seen += re.findall(r">(P\d{3})</a>", r.text)
+            nxt = re.search(r'href="(/contacts\?[^"]*after=\d+)"', r.text)
+            url = nxt.group(1).replace("&amp;", "&") if nxt else ""
+        assert seen == [f"P{i:03d}" for i in range(120)]
+        assert "120 contacts" in client.get("/contacts").text
+        # Forward twice, back once: the second page again.
+        first = client.get("/contacts").text
+        after = re.search(r'after=(\d+)"', first).group(1)
+        second = client.get(f"/contacts?after={after}").text
+        after = re.search(r'after=(\d+)"', second).group(1)
+        third = client.get(f"/contacts?after={after}").text
+        assert re.findall(r">(P\d{3})</a>", third) == [f"P{i:03d}" for i in range(100, 120)]
+        before = re.search(r'before=(\d+)"', third).group(1)
+        back = client.get(f"/contacts?before={before}").text
+        assert re.findall(r">(P\d{3})</a>", back) == [f"P{i:03d}" for i in range(50, 100)]
+        assert "after=" in back and "before=" in back
+        tagged = client.get("/contacts?tag=even").text
+        assert "60 contacts" in tagged
+        pune = client.get("/contacts?field=city&value=Pune").text
+        assert re.findall(r">(P\d{3})</a>", pune) == [f"P{i:03d}" for i in range(5)]
+        assert re.findall(r">(P\d{3})</a>", client.get("/contacts?q=P119").text) == ["P119"]
+        bad = client.get("/contacts?stage=Nope")
+        assert bad.status_code == 200 and 'data-field="stage"' in bad.text
+    finally:
+        client.close()
+
+
+def test_a_forgotten_password_is_reset_by_the_operator(ws: Workspace, server: Server) -> None:
+    client, _ = dashboard_client(server, ws.email, ws.password)
+    done = server.cli("user", "reset-password", "--email", ws.email,
+                      "--password", "a brand new password")
+    assert "new password set" in done.stdout
+    assert client.get("/contacts").status_code == 303  # logged out everywhere
+    client.close()
+    again, _ = dashboard_client(server, ws.email, "a brand new password")
+    again.close()
+    r = httpx.post(server.url + "/api/auth/login", json={"email": ws.email, "password": ws.password})
+    assert r.status_code == 401
+
+
+@pytest.mark.parametrize("path", ["/", "/contacts", "/settings/api-keys"])
+def test_pages_ask_for_a_login(anon: httpx.Client, path: str) -> None:
+    r = anon.get(path, headers=PAGE)
+    assert r.status_code == 303 and r.headers["location"].startswith("/login")
