@@ -1,7 +1,8 @@
 """The crash test: PostgreSQL, Redis Streams, two `aisoule worker` processes; one of them, drawn
 at random, is killed (SIGKILL) at random moments of the campaign's progress at least ten times
-while it runs, and started again at once each time. The emulator must have received no message twice, every
-recipient must end in one stats bucket (none pending, none lost), and the campaign must complete.
+while it runs, and started again at once each time. The emulator must have received no message
+twice, every recipient must end in one stats bucket (none pending, none lost), and the campaign
+must complete.
 
 Correctness rests on the database, not the queue: recipients and messages are claimed atomically,
 a dispatcher's lease runs out when it dies and the reconciler starts another, and a send a dead
