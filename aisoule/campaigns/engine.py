@@ -85,6 +85,12 @@ _RECIPIENT_STATUS = {
 }
 # Meta's send errors that say the template cannot be sent (paused, disabled).
 _TEMPLATE_CODES = frozenset({132015, 132016})
+# Meta's account-level errors, said for the person who reads a paused campaign's detail.
+_ACCOUNT_ERRORS = {
+    190: "The account's access token expired or was revoked",
+    131031: "Meta locked the WhatsApp Business Account",
+    368: "Meta temporarily blocked the account for policy violations",
+}
 _PAUSING_TEMPLATE_EVENTS = frozenset({"PAUSED", "DISABLED", "PENDING_DELETION", "REJECTED"})
 REPLY_WINDOW = timedelta(hours=72)
 CANCELLED_CODE = "campaign_cancelled"
@@ -784,7 +790,14 @@ async def _pause_on_errors(
             continue
         title = (change.error or {}).get("title") or ""
         if classify(code, 400) is ErrorClass.account:
-            await pause_for(session, campaign_id, st.ACCOUNT_ERROR, f"Meta error {code}: {title}")
+            what = _ACCOUNT_ERRORS.get(code, "Meta refused the account")
+            await pause_for(
+                session,
+                campaign_id,
+                st.ACCOUNT_ERROR,
+                f"{what} (Meta error {code}: {title}). Nothing more is sent until the account "
+                "is fixed and the campaign resumed.",
+            )
             return False
         if code in _TEMPLATE_CODES:
             await pause_for(

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
 
 from aisoule import queue, runtime
@@ -28,7 +29,14 @@ from aisoule.db.engine import create_engine, create_sessionmaker, writing
 from aisoule.kit.time import utcnow
 from aisoule.models import Campaign, CampaignRecipient, Message
 from tests.conftest import ALL_SCOPES, signup
-from tests.servers import TEST_SECRET, Server
+from tests.servers import (
+    TEST_SECRET,
+    Server,
+    make_server,
+    pg_url,
+    reset_postgres,
+    sibling_postgres,
+)
 
 TEMPLATE = {
     "name": "diwali_offer",
@@ -43,6 +51,35 @@ TEMPLATE = {
     ],
 }
 PARAMETERS = {"body": [{"field": "first_name"}, {"field": "custom_fields.code", "fallback": "X"}]}
+
+
+def start_campaign_server(backend: str, tmp: Any, suffix: str, **env: str) -> Server:
+    """The embedded default on ``backend`` (its own PostgreSQL database ``<test db>_<suffix>``),
+    migrated and started: its reconciler every half second (it starts the dispatchers and
+    materialisers a test's start asked for), a dead dispatcher's lease out after 2 s, its emulator
+    at 1,000 messages a second; ``env`` adds or overrides settings."""
+    url: str | None = None
+    if backend == "postgresql":
+        try:
+            url = sibling_postgres(pg_url(), suffix)
+            reset_postgres(url)
+        except Exception as exc:  # a failure, never a skip: CI must have PostgreSQL
+            pytest.fail(f"PostgreSQL is not reachable at {pg_url()}: {exc!r}", pytrace=False)
+    srv = make_server(
+        backend,
+        tmp,
+        database_url=url,
+        **{
+            "AISOULE_RECONCILE_SECONDS": "0.5",
+            "AISOULE_CAMPAIGN_LEASE_SECONDS": "2",
+            "AISOULE_EMULATOR_THROUGHPUT_PER_SECOND": "1000",
+            "AISOULE_EMULATOR_WEBHOOK_LATENCY_MS": "10",
+            **env,
+        },
+    )
+    srv.cli("migrate")
+    srv.start()
+    return srv
 
 
 def wait_for(fn: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:

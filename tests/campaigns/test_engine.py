@@ -29,36 +29,20 @@ from tests.campaigns.kit import (
     open_shop,
     phones,
     recipients_of,
+    start_campaign_server,
     stats_of,
     wait_for,
 )
-from tests.servers import Server, make_server, pg_url, reset_postgres, sibling_postgres
+from tests.servers import Server
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
 def campaign_server(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    """The embedded default, its reconciler every half second (it starts dispatchers and
-    materialisers the test's start asked for) and its emulator at 1,000 messages a second."""
-    url: str | None = None
-    if request.param == "postgresql":
-        try:
-            url = sibling_postgres(pg_url(), "campaigns")
-            reset_postgres(url)
-        except Exception as exc:  # a failure, never a skip: CI must have PostgreSQL
-            pytest.fail(f"PostgreSQL is not reachable at {pg_url()}: {exc!r}", pytrace=False)
-    srv = make_server(
-        request.param,
-        tmp_path_factory.mktemp("campaigns"),
-        database_url=url,
-        AISOULE_RECONCILE_SECONDS="0.5",
-        AISOULE_CAMPAIGN_LEASE_SECONDS="2",
-        AISOULE_EMULATOR_THROUGHPUT_PER_SECOND="1000",
-        AISOULE_EMULATOR_WEBHOOK_LATENCY_MS="10",
-    )
-    srv.cli("migrate")
-    srv.start()
+    """The embedded default, its reconciler every half second and its emulator at 1,000
+    messages a second (kit.start_campaign_server)."""
+    srv = start_campaign_server(request.param, tmp_path_factory.mktemp("campaigns"), "campaigns")
     yield srv
     srv.stop()
 
