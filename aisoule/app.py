@@ -26,9 +26,9 @@ from aisoule.idempotency import service as idempotency
 from aisoule.kit import gctuning
 from aisoule.kit.crypto import derive_key
 from aisoule.kit.logging import configure_logging
+from aisoule.kit.responses import ORJSONResponse
 from aisoule.live import bus as live_bus
 from aisoule.live import service as live
-from aisoule.kit.responses import ORJSONResponse
 from aisoule.middleware import BodyGuardMiddleware, EdgeMiddleware
 from aisoule.ratelimit.limiter import RateLimiter, Throttle, make_storage
 from aisoule.worker.broker import Background

@@ -132,6 +132,15 @@ class Settings(BaseSettings):
     # Sends retried on retryable Meta errors at most this many times (exponential backoff).
     send_max_attempts: int = Field(default=5, ge=1, le=50)
 
+    # Mail (invitations). Unset host: no mail is sent; the invitation link is shown to the inviter.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "aisoule <no-reply@localhost>"
+    # "starttls" (port 587), "tls" (implicit, port 465) or "none" (a local relay).
+    smtp_security: str = Field(default="starttls", pattern="^(starttls|tls|none)$")
+
     @field_validator("http_allow_private_networks")
     @classmethod
     def _networks(cls, value: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -152,6 +153,21 @@ async def switch_workspace(
         raise NotFound("Workspace not found", code="workspace_not_found")
     await AuthSessionRepository(session).move(principal.session_token_hash, workspace_id)
     return workspace
+
+
+async def principal_for(
+    session: AsyncSession, principal: Principal, workspace_id: uuid.UUID
+) -> Principal:
+    """The same session's principal after a switch to ``workspace_id``."""
+    assert principal.user_id is not None
+    member = await user_service.get_membership(session, principal.user_id, workspace_id)
+    role = member.role if member else None
+    return dataclasses.replace(
+        principal,
+        workspace_id=workspace_id,
+        role=role,
+        scopes=ROLE_SCOPES.get(role or "", frozenset()),
+    )
 
 
 async def end_member_sessions(

@@ -92,7 +92,7 @@ class Bus:
         if self._redis is None:
             import redis.asyncio as aioredis
 
-            self._redis = aioredis.from_url(self._redis_url)
+            self._redis = aioredis.from_url(self._redis_url or "redis://127.0.0.1:6379/0")
         return self._redis
 
     def start_listening(self, connect_pg: Callable[[], Awaitable[Any]] | None) -> None:

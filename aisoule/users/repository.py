@@ -5,7 +5,7 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aisoule.models import User, WorkspaceMember
+from aisoule.models import User, Workspace, WorkspaceMember
 
 
 class UserRepository:
@@ -39,3 +39,28 @@ class UserRepository:
         self, user_id: uuid.UUID, workspace_id: uuid.UUID
     ) -> WorkspaceMember | None:
         return await self.session.get(WorkspaceMember, (workspace_id, user_id))
+
+    async def add_user(self, user: User) -> User:
+        self.session.add(user)
+        await self.session.flush()
+        return user
+
+    async def add_member(self, member: WorkspaceMember) -> WorkspaceMember:
+        self.session.add(member)
+        await self.session.flush()
+        return member
+
+    async def by_ids(self, ids: list[uuid.UUID]) -> list[User]:
+        if not ids:
+            return []
+        result = await self.session.execute(select(User).where(User.id.in_(ids)))
+        return list(result.scalars().all())
+
+    async def workspaces_of(self, user_id: uuid.UUID) -> list[tuple[Workspace, str]]:
+        result = await self.session.execute(
+            select(Workspace, WorkspaceMember.role)
+            .join(WorkspaceMember, WorkspaceMember.workspace_id == Workspace.id)
+            .where(WorkspaceMember.user_id == user_id)
+            .order_by(WorkspaceMember.created_at)
+        )
+        return [(w, r) for w, r in result.all()]

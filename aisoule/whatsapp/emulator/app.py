@@ -417,6 +417,11 @@ def _control_routes(app: FastAPI) -> None:
         sent = [asdict(m) for m in _emu(request).world.sent if to is None or m.to == to]
         return json_response({"data": sent})
 
+    @app.get("/_emulator/reads")
+    async def read_marks(request: Request) -> Response:
+        """The read marks the business sent (POST /messages with status "read"), oldest first."""
+        return json_response({"data": _emu(request).world.read_marks})
+
     @app.get("/_emulator/inbound")
     async def inbound_log(request: Request) -> Response:
         return json_response({"data": _emu(request).world.inbound})
@@ -524,7 +529,9 @@ def _control_routes(app: FastAPI) -> None:
             emu.metadata_value(number, contacts=[contact], messages=[msg]),
         )
         emu.webhooks.schedule(
-            hook, s.webhook_latency_ms / 1000, lane=conversation_lane(phone_id, wa_id),
+            hook,
+            s.webhook_latency_ms / 1000,
+            lane=conversation_lane(phone_id, wa_id),
             app_secret=number.app_secret,
         )
         return json_response({"message": msg, "webhook": hook})
@@ -643,6 +650,9 @@ async def _send_message(emu: Emulator, phone_number_id: str, request: Request) -
             raise GraphError(100, "messaging_product must be 'whatsapp'")
         if emu.world.inbound_ids.get(str(payload.get("message_id"))) != phone_number_id:
             raise GraphError(100, "message_id: no such inbound message")
+        emu.world.read_marks.append(
+            {"phone_number_id": phone_number_id, "message_id": str(payload["message_id"])}
+        )
         return json_response({"success": True})
     kind = validate_message(payload)
     if emu.world.failures:

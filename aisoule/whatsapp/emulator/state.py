@@ -458,6 +458,7 @@ class World:
         self.sent: list[Sent] = []
         self.inbound_ids: dict[str, str] = {}  # inbound wamid -> the phone_number_id it went to
         self.inbound: list[dict[str, Any]] = []
+        self.read_marks: list[dict[str, str]] = []  # {"phone_number_id", "message_id"}, in order
         self.failures: list[int] = []  # error codes the next sends answer (control API)
         self.media: dict[str, Media] = {}  # uploads (and inbound media): id -> the file
         self.deliveries: list[dict[str, Any]] = []  # webhook attempts, for inspection

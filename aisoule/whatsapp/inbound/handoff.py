@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from aisoule.contacts import service as contacts
 from aisoule.conversations import service as conversations
+from aisoule.inbox import service as inbox
+from aisoule.messages import service as messages
 from aisoule.whatsapp.inbound import keywords
 
 
@@ -53,6 +55,15 @@ async def on_inbound_message(session: AsyncSession, event: InboundMessage) -> No
     await conversations.open_window(
         session, event.workspace_id, event.account_id, event.contact_id, event.at
     )
+    await conversations.on_inbound_message(
+        session,
+        workspace_id=event.workspace_id,
+        account_id=event.account_id,
+        contact_id=event.contact_id,
+        message_id=event.message_id,
+        preview=messages.inbound_preview(event.kind, event.payload),
+        at=event.at,
+    )  # 1b. The inbox: unread, reopen, round robin, live event.
     # 2. Consent: STOP and its synonyms opt the contact out, START opts it back in.
     if keywords.is_stop(event.text):
         await contacts.opt_out(session, event.workspace_id, event.contact_id, "stop_keyword")
@@ -67,5 +78,13 @@ async def on_status(session: AsyncSession, event: StatusChange) -> None:
     Meta's 131050 (the user stopped marketing messages) opts the contact out inside
     messages.apply_status.
     """
+    # The inbox: the tick, live.
+    await inbox.on_status(
+        session,
+        workspace_id=event.workspace_id,
+        account_id=event.account_id,
+        wamid=event.wamid,
+        status=event.status,
+    )
     # Campaigns (delivered and read counts) and outbound webhooks (message.status) each add their
     # line here when they exist.
