@@ -202,14 +202,14 @@ class InboxRepository:
     async def claim(
         self, workspace_id: uuid.UUID, conversation_id: int, user_id: uuid.UUID
     ) -> bool:
-        """Assign to ``user_id`` if nobody has it (or they already do), in one statement: of
-        concurrent claims exactly one changes the row."""
+        """Assign to ``user_id`` if nobody has it, in one statement: of concurrent claims
+        exactly one changes the row (the others find it taken, their own included)."""
         result = await self.session.execute(
             update(Conversation)
             .where(
                 Conversation.workspace_id == workspace_id,
                 Conversation.id == conversation_id,
-                or_(Conversation.assignee_id.is_(None), Conversation.assignee_id == user_id),
+                Conversation.assignee_id.is_(None),
             )
             .values(assignee_id=user_id)
             .execution_options(synchronize_session=False)

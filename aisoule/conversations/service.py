@@ -444,7 +444,9 @@ async def claim(
         return conv
     won = await InboxRepository(session).claim(principal.workspace_id, conv.id, principal.user_id)
     conv = await _conv(session, principal.workspace_id, conversation_id)
-    if not won or conv.assignee_id != principal.user_id:
+    if not won and conv.assignee_id == principal.user_id:
+        return conv  # a concurrent claim of the same member won
+    if not won:
         holder = conv.assignee_id
         raise Conflict(
             f"Already assigned to {await _holder(session, holder) if holder else 'someone else'}",
