@@ -435,11 +435,11 @@ async def claim(
 ) -> Conversation:
     """Take an unassigned conversation, atomically: of two agents at once exactly one gets it;
     the other is told who has it (409). Claiming one's own is a no-op."""
+    conv = await _conv(session, principal.workspace_id, conversation_id)  # 404 first
     if principal.user_id is None:
         raise Forbidden(
             "Claiming is a member's: log in (an API key assigns)", code="session_required"
         )
-    conv = await _conv(session, principal.workspace_id, conversation_id)
     if conv.assignee_id == principal.user_id:
         return conv
     won = await InboxRepository(session).claim(principal.workspace_id, conv.id, principal.user_id)
