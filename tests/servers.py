@@ -129,7 +129,9 @@ class Server:
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + 90  # a deadline, not a wait: a loaded 2-core machine is slow to import
+        deadline = (
+            time.monotonic() + 90
+        )  # a deadline, not a wait: a loaded 2-core machine is slow to import
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{self.logs()}")

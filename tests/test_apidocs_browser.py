@@ -31,9 +31,7 @@ REDOC_LOGO_REFUSED = "Loading the image 'https://cdn.redoc.ly/redoc/logo-mini.sv
 
 if not CHROMIUM.exists():
     # A missing browser is a failure, never a skip (.ci/run installs it).
-    pytest.fail(
-        f"{CHROMIUM} is missing: run .ci/run or apt-get install -y chromium", pytrace=False
-    )
+    pytest.fail(f"{CHROMIUM} is missing: run .ci/run or apt-get install -y chromium", pytrace=False)
 
 
 @pytest.fixture(scope="module")

@@ -34,9 +34,7 @@ async def test_a_key_works_until_it_expires_and_is_refused_from_then_on(
     async with harness.session() as session:
         live = await service.authenticate(session, PEPPER, secret)
         assert live.id == row.id
-        assert status_of(await service.get_key(session, harness.workspace_id, row.id)) == (
-            "active"
-        )
+        assert status_of(await service.get_key(session, harness.workspace_id, row.id)) == ("active")
 
     clock.advance(1)
     async with harness.session() as session:

@@ -14,7 +14,7 @@ import pytest
 
 from tests.conftest import Workspace
 from tests.inbox.helpers import customer_writes, invite, sandbox_number, sse, start_conversation
-from tests.servers import Server, make_server, pg_url
+from tests.servers import Server, make_server
 
 
 def _note(client: httpx.Client, cid: str, body: str) -> None:

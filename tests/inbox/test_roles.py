@@ -75,7 +75,7 @@ def test_every_operation_is_checked_by_role(ws: Workspace) -> None:
                 path,
                 ra.text,
             )
-    assert MUST_BE_REFUSED <= refused, MUST_BE_REFUSED - refused
+    assert refused >= MUST_BE_REFUSED, MUST_BE_REFUSED - refused
     # The agent still does an agent's work.
     _, conv = start_conversation(ws)
     assert agent.client.post(f"/api/conversations/{conv['id']}/claim").status_code == 200
@@ -100,7 +100,7 @@ def test_api_keys_keep_their_scopes(ws: Workspace) -> None:
 
 def test_invitations_members_and_the_audit_log(ws: Workspace) -> None:
     # A user of another workspace joins this one too, with their existing password.
-    other_session, other, other_email, other_password = signup(ws.server)
+    other_session, _, other_email, other_password = signup(ws.server)
     r = ws.session.post("/api/invitations", json={"email": other_email.upper(), "role": "agent"})
     assert r.status_code == 201, r.text
     created = r.json()["data"]

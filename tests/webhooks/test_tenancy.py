@@ -297,8 +297,11 @@ def test_a_delivery_naming_too_many_numbers_is_refused_before_any_lookup(
     account, secret = account_with_secret(ws)
     wa_id = new_wa_id()
     strangers = [
-        inbound({**account, "phone_number_id": str(10**14 + n), "waba_id": str(2 * 10**14 + n)},
-                new_wa_id(), "hi")
+        inbound(
+            {**account, "phone_number_id": str(10**14 + n), "waba_id": str(2 * 10**14 + n)},
+            new_wa_id(),
+            "hi",
+        )
         for n in range(100)
     ]
     r = post_signed(anon, entries(inbound(account, wa_id, "hello"), *strangers), secret)
