@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, false, func, literal, or_, select, update
+from sqlalchemy import and_, delete, false, func, literal, or_, select, true, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -19,6 +19,7 @@ from aisoule.models import (
     ConversationEvent,
     ConversationLabel,
     ConversationRead,
+    InboxMember,
     InboxSettings,
     Team,
     WorkspaceMember,
@@ -226,11 +227,11 @@ class InboxRepository:
         )
         return [int(i) for i in result.scalars().all()]
 
-    async def next_in_rotation(self, workspace_id: uuid.UUID) -> WorkspaceMember | None:
+    async def next_in_rotation(self, workspace_id: uuid.UUID) -> uuid.UUID | None:
         """Round robin: the available member with room (fewer active conversations than their
         capacity) who was assigned least recently. On PostgreSQL the member row is locked and
         one locked by a concurrent assignment is skipped, so two at once pick two members."""
-        C, M = Conversation, WorkspaceMember
+        C, M, IM = Conversation, WorkspaceMember, InboxMember
         active = (
             select(func.count())
             .select_from(C)
@@ -238,19 +239,36 @@ class InboxRepository:
             .scalar_subquery()
         )
         stmt = (
-            select(M)
+            select(M.user_id)
+            .select_from(
+                M.__table__.outerjoin(
+                    IM.__table__, (IM.workspace_id == M.workspace_id) & (IM.user_id == M.user_id)
+                )
+            )
             .where(
                 M.workspace_id == workspace_id,
-                M.available.is_(True),
-                or_(M.capacity.is_(None), active < M.capacity),
+                func.coalesce(IM.available, true()).is_(True),
+                or_(IM.capacity.is_(None), active < IM.capacity),
             )
-            .order_by(M.last_assigned_at.asc().nulls_first(), M.created_at)
+            .order_by(IM.last_assigned_at.asc().nulls_first(), M.created_at)
             .limit(1)
         )
         if self.postgres:
-            stmt = stmt.with_for_update(skip_locked=True, of=M)
-        result = await self.session.execute(stmt.execution_options(populate_existing=True))
-        return result.scalar_one_or_none()
+            stmt = stmt.with_for_update(skip_locked=True, of=M.__table__)
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def assigned_now(
+        self, workspace_id: uuid.UUID, user_id: uuid.UUID, now: datetime
+    ) -> None:
+        insert = (postgresql.insert if self.postgres else sqlite.insert)(InboxMember)
+        stmt = insert.values(
+            workspace_id=workspace_id, user_id=user_id, available=True, last_assigned_at=now
+        )
+        await self.session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["workspace_id", "user_id"], set_={"last_assigned_at": now}
+            )
+        )
 
     # --- labels ---
 

@@ -305,14 +305,15 @@ async def on_inbound_message(
 
 
 async def _auto_assign(session: AsyncSession, conv: Conversation) -> None:
-    member = await InboxRepository(session).next_in_rotation(conv.workspace_id)
-    if member is None:
+    repo = InboxRepository(session)
+    user_id = await repo.next_in_rotation(conv.workspace_id)
+    if user_id is None:
         return  # nobody available with room: it stays in Unassigned
-    conv.assignee_id = member.user_id
-    member.last_assigned_at = utcnow()
+    conv.assignee_id = user_id
     await session.flush()
+    await repo.assigned_now(conv.workspace_id, user_id, utcnow())
     await _event(
-        session, conv, "assigned", None, {"from": None, "to": str(member.user_id), "reason": "auto"}
+        session, conv, "assigned", None, {"from": None, "to": str(user_id), "reason": "auto"}
     )
 
 

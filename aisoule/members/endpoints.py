@@ -44,7 +44,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 )
 async def list_members(principal: ConversationsRead, session: DBSession) -> ORJSONResponse:
     rows = await service.list_members(session, principal.workspace_id)
-    return success({"members": [member_out(m, u) for m, u in rows]})
+    return success({"members": [member_out(*row) for row in rows]})
 
 
 @router.put(
@@ -56,8 +56,8 @@ async def list_members(principal: ConversationsRead, session: DBSession) -> ORJS
 async def set_my_availability(
     data: MyAvailability, principal: ConversationsWrite, session: DBSession
 ) -> ORJSONResponse:
-    member, user = await service.set_my_availability(session, principal, data.available)
-    return success({"member": member_out(member, user)})
+    row = await service.set_my_availability(session, principal, data.available)
+    return success({"member": member_out(*row)})
 
 
 @router.delete(
@@ -93,10 +93,8 @@ async def update_member(
     principal: WorkspaceManage,
     session: DBSession,
 ) -> ORJSONResponse:
-    member, user = await service.update_member(
-        session, principal, user_id, data, request_origin(request)
-    )
-    return success({"member": member_out(member, user)})
+    row = await service.update_member(session, principal, user_id, data, request_origin(request))
+    return success({"member": member_out(*row)})
 
 
 @router.delete(

@@ -5,36 +5,57 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aisoule.models import Invitation, User, WorkspaceMember
+from aisoule.models import InboxMember, Invitation, User, WorkspaceMember
+
+Row = tuple[WorkspaceMember, User, InboxMember | None]
 
 
 class MemberRepository:
     def __init__(self, session: AsyncSession) -> None:
         self.session = session
 
-    async def list(self, workspace_id: uuid.UUID) -> list[tuple[WorkspaceMember, User]]:
+    async def list(self, workspace_id: uuid.UUID) -> list[Row]:
         result = await self.session.execute(
-            select(WorkspaceMember, User)
-            .join(User, User.id == WorkspaceMember.user_id)
+            self._select()
             .where(WorkspaceMember.workspace_id == workspace_id)
             .order_by(WorkspaceMember.created_at, User.email)
         )
-        return [(m, u) for m, u in result.all()]
+        return [(m, u, i) for m, u, i in result.all()]
 
-    async def get(
-        self, workspace_id: uuid.UUID, user_id: uuid.UUID
-    ) -> tuple[WorkspaceMember, User] | None:
-        result = await self.session.execute(
-            select(WorkspaceMember, User)
+    @staticmethod
+    def _select() -> Any:
+        return (
+            select(WorkspaceMember, User, InboxMember)
             .join(User, User.id == WorkspaceMember.user_id)
-            .where(WorkspaceMember.workspace_id == workspace_id, WorkspaceMember.user_id == user_id)
+            .outerjoin(
+                InboxMember,
+                (InboxMember.workspace_id == WorkspaceMember.workspace_id)
+                & (InboxMember.user_id == WorkspaceMember.user_id),
+            )
+        )
+
+    async def inbox_member(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> InboxMember:
+        """The member's inbox row, made (available, no limit) when missing."""
+        row = await self.session.get(InboxMember, (workspace_id, user_id))
+        if row is None:
+            row = InboxMember(workspace_id=workspace_id, user_id=user_id, available=True)
+            self.session.add(row)
+            await self.session.flush()
+        return row
+
+    async def get(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> Row | None:
+        result = await self.session.execute(
+            self._select().where(
+                WorkspaceMember.workspace_id == workspace_id, WorkspaceMember.user_id == user_id
+            )
         )
         row = result.one_or_none()
-        return None if row is None else (row[0], row[1])
+        return None if row is None else (row[0], row[1], row[2])
 
     async def owners(self, workspace_id: uuid.UUID) -> int:
         result = await self.session.execute(
@@ -45,6 +66,11 @@ class MemberRepository:
         return int(result.scalar_one())
 
     async def delete(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        await self.session.execute(
+            delete(InboxMember).where(
+                InboxMember.workspace_id == workspace_id, InboxMember.user_id == user_id
+            )
+        )
         await self.session.execute(
             delete(WorkspaceMember).where(
                 WorkspaceMember.workspace_id == workspace_id, WorkspaceMember.user_id == user_id

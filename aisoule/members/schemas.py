@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from aisoule.kit.time import iso_z
 from aisoule.kit.validation import InputModel
-from aisoule.models import Invitation, User, WorkspaceMember
+from aisoule.models import InboxMember, Invitation, User, WorkspaceMember
 
 Role = Literal["owner", "admin", "agent"]
 
@@ -97,14 +97,16 @@ class InvitationList(BaseModel):
     invitations: list[InvitationOut]
 
 
-def member_out(member: WorkspaceMember, user: User) -> dict[str, Any]:
+def member_out(
+    member: WorkspaceMember, user: User, inbox: InboxMember | None = None
+) -> dict[str, Any]:
     return {
         "user_id": str(user.id),
         "email": user.email,
         "name": user.name,
         "role": member.role,
-        "available": member.available,
-        "capacity": member.capacity,
+        "available": inbox.available if inbox is not None else True,
+        "capacity": inbox.capacity if inbox is not None else None,
         "joined_at": iso_z(member.created_at),
     }
 

@@ -26,9 +26,9 @@ from aisoule.kit import mail
 from aisoule.kit.crypto import new_token, sha256_hex
 from aisoule.kit.ids import parse_uuid
 from aisoule.kit.time import utcnow
-from aisoule.members.repository import MemberRepository
+from aisoule.members.repository import MemberRepository, Row
 from aisoule.members.schemas import InvitationAccept, InvitationCreate, MemberUpdate
-from aisoule.models import Invitation, User, WorkspaceMember
+from aisoule.models import Invitation, WorkspaceMember
 from aisoule.users import service as users
 from aisoule.workspaces import service as workspaces
 
@@ -47,15 +47,11 @@ def _is_owner(principal: Principal) -> bool:
     return principal.via == "session" and principal.role == "owner"
 
 
-async def list_members(
-    session: AsyncSession, workspace_id: uuid.UUID
-) -> list[tuple[WorkspaceMember, User]]:
+async def list_members(session: AsyncSession, workspace_id: uuid.UUID) -> list[Row]:
     return await MemberRepository(session).list(workspace_id)
 
 
-async def _member(
-    session: AsyncSession, workspace_id: uuid.UUID, user_id: str
-) -> tuple[WorkspaceMember, User]:
+async def _member(session: AsyncSession, workspace_id: uuid.UUID, user_id: str) -> Row:
     parsed = parse_uuid(user_id)
     found = await MemberRepository(session).get(workspace_id, parsed) if parsed else None
     if found is None:
@@ -77,8 +73,8 @@ async def update_member(
     user_id: str,
     data: MemberUpdate,
     origin: audit.Origin,
-) -> tuple[WorkspaceMember, User]:
-    member, user = await _member(session, principal.workspace_id, user_id)
+) -> Row:
+    member, user, _ = await _member(session, principal.workspace_id, user_id)
     changes = data.model_dump(exclude_unset=True)
     if changes.get("role") is None:
         changes.pop("role", None)
@@ -89,9 +85,12 @@ async def update_member(
             raise Forbidden("Only an owner can make or unmake an owner", code="owner_required")
         if member.role == "owner":
             await _refuse_last_owner(session, member)
-    before = {k: getattr(member, k) for k in changes}
+    inbox = None
+    if "available" in changes or "capacity" in changes:
+        inbox = await MemberRepository(session).inbox_member(principal.workspace_id, user.id)
+    before = {k: getattr(inbox if k != "role" else member, k) for k in changes}
     for key, value in changes.items():
-        setattr(member, key, value)
+        setattr(inbox if key != "role" else member, key, value)
     await session.flush()
     if changes:
         await audit.record(
@@ -102,18 +101,16 @@ async def update_member(
             **_actor(principal),
             details={"member": str(user.id), "before": before, "after": changes},
         )
-    return member, user
+    return await _member(session, principal.workspace_id, str(user.id))
 
 
-async def set_my_availability(
-    session: AsyncSession, principal: Principal, available: bool
-) -> tuple[WorkspaceMember, User]:
+async def set_my_availability(session: AsyncSession, principal: Principal, available: bool) -> Row:
     if principal.user_id is None:
         raise Forbidden("Availability is a member's: log in", code="session_required")
-    member, user = await _member(session, principal.workspace_id, str(principal.user_id))
-    member.available = available
+    repo = MemberRepository(session)
+    (await repo.inbox_member(principal.workspace_id, principal.user_id)).available = available
     await session.flush()
-    return member, user
+    return await _member(session, principal.workspace_id, str(principal.user_id))
 
 
 async def remove_member(
@@ -121,7 +118,7 @@ async def remove_member(
 ) -> uuid.UUID:
     """Remove a member (or leave, when it is the caller): their sessions in this workspace end
     and the conversations assigned to them go back to Unassigned."""
-    member, user = await _member(session, principal.workspace_id, user_id)
+    member, user, _ = await _member(session, principal.workspace_id, user_id)
     leaving = principal.user_id == user.id
     if not leaving and "workspace:manage" not in principal.scopes:
         raise Forbidden("Only owners and admins remove members", code="role_forbidden")

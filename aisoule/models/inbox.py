@@ -18,6 +18,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     false,
+    true,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
@@ -158,3 +159,21 @@ class LiveEventCounter(Model):
         Uuid, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
     )
     last: Mapped[int] = mapped_column(BigInteger)
+
+
+class InboxMember(Model):
+    """A member as the inbox's automatic assignment sees them (no row: available, no limit):
+    round robin among available members, each up to ``capacity`` open conversations; the one
+    assigned least recently goes next."""
+
+    __tablename__ = "inbox_members"
+
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("workspaces.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    available: Mapped[bool] = mapped_column(Boolean, server_default=true())
+    capacity: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

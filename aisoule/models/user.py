@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import Boolean, ForeignKey, Integer, String, Uuid, true
+from sqlalchemy import ForeignKey, String, Uuid
 from sqlalchemy.orm import Mapped, mapped_column
 
 from aisoule.db.base import Model, UTCDateTime
@@ -30,8 +30,3 @@ class WorkspaceMember(Model):
     )
     role: Mapped[str] = mapped_column(String(20))  # owner | admin | agent
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # The inbox's automatic assignment: round robin among available members, each up to
-    # ``capacity`` open conversations (None: no limit); the longest unassigned member goes next.
-    available: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
-    capacity: Mapped[int | None] = mapped_column(Integer, nullable=True)
-    last_assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

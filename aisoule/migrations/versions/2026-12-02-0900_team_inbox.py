@@ -1,4 +1,4 @@
-"""team inbox: members' availability, invitations, teams, the conversation's inbox state,
+"""team inbox: members' availability (inbox_members), invitations, teams, the conversation's inbox state,
 labels, timeline, reads, canned responses, inbox settings, and the live channel's event log.
 
 Revision ID: 0008
@@ -262,21 +262,31 @@ def upgrade() -> None:
             ["id"],
             ondelete="SET NULL",
         )
-    with op.batch_alter_table("workspace_members", schema=None) as batch_op:
-        batch_op.add_column(
-            sa.Column("available", sa.Boolean(), server_default=sa.text("true"), nullable=False)
-        )
-        batch_op.add_column(sa.Column("capacity", sa.Integer(), nullable=True))
-        batch_op.add_column(
-            sa.Column("last_assigned_at", aisoule.db.base.UTCDateTime(timezone=True), nullable=True)
-        )
+    op.create_table(
+        "inbox_members",
+        sa.Column("workspace_id", sa.Uuid(), nullable=False),
+        sa.Column("user_id", sa.Uuid(), nullable=False),
+        sa.Column("available", sa.Boolean(), server_default=sa.text("true"), nullable=False),
+        sa.Column("capacity", sa.Integer(), nullable=True),
+        sa.Column("last_assigned_at", aisoule.db.base.UTCDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["user_id"],
+            ["users.id"],
+            name=op.f("fk_inbox_members_user_id_users"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["workspace_id"],
+            ["workspaces.id"],
+            name=op.f("fk_inbox_members_workspace_id_workspaces"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("workspace_id", "user_id", name=op.f("pk_inbox_members")),
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("workspace_members", schema=None) as batch_op:
-        batch_op.drop_column("last_assigned_at")
-        batch_op.drop_column("capacity")
-        batch_op.drop_column("available")
+    op.drop_table("inbox_members")
     with op.batch_alter_table("conversations", schema=None) as batch_op:
         batch_op.drop_constraint(op.f("fk_conversations_assignee_id_users"), type_="foreignkey")
         batch_op.drop_constraint(op.f("fk_conversations_team_id_teams"), type_="foreignkey")
