@@ -256,7 +256,8 @@ class MessageRepository:
         rows = await self.session.execute(
             select(Message)
             .where(where)
-            .order_by(Message.created_at.desc(), Message.id)
+            # Meta stamps inbound messages to the second: our write time breaks the tie.
+            .order_by(Message.created_at.desc(), Message.updated_at.desc(), Message.id)
             .limit(limit)
             .offset(offset)
         )
@@ -274,7 +275,7 @@ class MessageRepository:
                 Message.contact_id == contact_id,
                 Message.direction == "inbound",
             )
-            .order_by(Message.created_at.desc())
+            .order_by(Message.created_at.desc(), Message.updated_at.desc())
             .limit(1)
         )
         return result.scalar_one_or_none()
