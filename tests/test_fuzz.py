@@ -41,7 +41,11 @@ CHECKS = [
     response_headers_conformance,
 ]
 # Operations that need a logged-in owner, not a key: fuzzed with the owner's session cookie.
-SESSION_ONLY = {"GET /api/audit-log"}
+SESSION_ONLY = {
+    "GET /api/audit-log",
+    "GET /api/auth/workspaces",
+    "POST /api/auth/switch-workspace",
+}
 # Operations without any input (no parameter, body or credentials): nothing to vary.
 INPUTLESS = {"GET /healthz"}
 
