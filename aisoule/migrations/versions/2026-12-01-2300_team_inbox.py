@@ -1,8 +1,8 @@
 """team inbox: members' availability (inbox_members), invitations, teams, the conversation's inbox state,
 labels, timeline, reads, canned responses, inbox settings, and the live channel's event log.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-02 09:00:00
 """
 
@@ -16,8 +16,8 @@ from sqlalchemy.dialects import postgresql
 
 import aisoule.db.base
 
-revision: str = "0008"
-down_revision: str | None = "0007"
+revision: str = "0009"
+down_revision: str | None = "0008"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
