@@ -104,12 +104,16 @@ async def _worker(settings: Any) -> None:
     from aisoule import runtime
     from aisoule.db.engine import create_engine, create_sessionmaker
     from aisoule.kit.logging import configure_logging
+    from aisoule.live import bus as live_bus
     from aisoule.worker.broker import Background
 
     configure_logging(settings.log_level, settings.log_json)
     engine = create_engine(settings)
     rt = runtime.build(settings, create_sessionmaker(engine))
     runtime.install(rt)
+    # Live events written here are announced to the servers (NOTIFY or Redis; not listened to).
+    bus = live_bus.Bus(live_bus.choose(settings.redis_url, engine.dialect.name), settings.redis_url)
+    live_bus.install(bus)
     background = Background(rt, executes=True)
     await background.start()
     stop = asyncio.Event()
@@ -121,6 +125,7 @@ async def _worker(settings: Any) -> None:
         await stop.wait()
     finally:
         await background.stop()
+        await bus.close()
         await rt.providers.close()
         if rt.pacer is not None:
             await rt.pacer.close()

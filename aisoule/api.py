@@ -12,7 +12,10 @@ from aisoule.campaigns.endpoints import router as campaigns_router
 from aisoule.campaigns.endpoints_v1 import router as campaigns_v1_router
 from aisoule.contacts.endpoints import router as contacts_router
 from aisoule.contacts.endpoints_v1 import router as contacts_v1_router
+from aisoule.conversations.endpoints import router as conversations_router
 from aisoule.kit.parameters import guard_parameters
+from aisoule.live.endpoints import router as live_router
+from aisoule.members.endpoints import router as members_router
 from aisoule.messages.endpoints import router as messages_router
 from aisoule.messages.endpoints_v1 import router as messages_v1_router
 from aisoule.templates.endpoints import router as templates_router
@@ -40,6 +43,9 @@ ROUTERS: list[tuple[str, APIRouter]] = [
             accounts_router,
             messages_router,
             audit_router,
+            conversations_router,
+            members_router,
+            live_router,
         )
     ),
     # Meta's webhooks: authenticated by their signature, not by a key (see aisoule/whatsapp/inbound).

@@ -28,6 +28,8 @@ from aisoule.kit import gctuning
 from aisoule.kit.crypto import derive_key
 from aisoule.kit.logging import configure_logging
 from aisoule.kit.responses import ORJSONResponse
+from aisoule.live import bus as live_bus
+from aisoule.live import service as live
 from aisoule.middleware import BodyGuardMiddleware, EdgeMiddleware
 from aisoule.ratelimit.limiter import RateLimiter, Throttle, make_storage
 from aisoule.worker.broker import Background
@@ -64,6 +66,7 @@ async def _housekeeping(app: FastAPI, settings: Settings) -> None:
             try:
                 async with app.state.sessionmaker() as session:
                     await idempotency.purge_expired(session)
+                    await live.purge_old(session)
                     await session.commit()
             except Exception:
                 log.warning("idempotency_purge_failed", exc_info=True)
@@ -107,6 +110,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         rt = runtime.build(settings, app.state.sessionmaker)
         runtime.install(rt)
         app.state.runtime = rt
+        # The live channel: how committed events reach this process's SSE connections.
+        bus = live_bus.Bus(
+            live_bus.choose(settings.redis_url, engine.dialect.name), settings.redis_url
+        )
+        live_bus.install(bus)
+        bus.start_listening(lambda: connect_driver(engine, live_bus.APPLICATION_NAME))
+        app.state.live_bus = bus
         background = Background(rt, executes=settings.worker_mode == "inprocess")
         await background.start()
         housekeeping = asyncio.create_task(_housekeeping(app, settings))
@@ -131,6 +141,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
             await background.stop()
+            await bus.close()
+            live_bus.install(None)
             if emulator_app is not None:
                 await emulator_app.state.emulator.close()
             await rt.providers.close()

@@ -168,6 +168,15 @@ class Settings(BaseSettings):
     # Seconds of the number's pace claimed ahead of its sends (how soon a pause takes effect).
     campaign_in_flight_seconds: float = Field(default=0.6, gt=0, le=10)
 
+    # Mail (invitations). Unset host: no mail is sent; the invitation link is shown to the inviter.
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_from: str = "aisoule <no-reply@localhost>"
+    # "starttls" (port 587), "tls" (implicit, port 465) or "none" (a local relay).
+    smtp_security: str = Field(default="starttls", pattern="^(starttls|tls|none)$")
+
     @field_validator("http_allow_private_networks")
     @classmethod
     def _networks(cls, value: str) -> str:

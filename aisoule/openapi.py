@@ -11,7 +11,7 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
 
-from aisoule.auth.dependencies import AUTHENTICATES, SECURITY
+from aisoule.auth.dependencies import AUTHENTICATES, REQUIRES_ROLE, REQUIRES_SCOPES, SECURITY
 from aisoule.contacts.schemas import ErrorV1
 from aisoule.kit.envelope import ErrorEnvelope
 
@@ -68,10 +68,29 @@ def _add_security(app: FastAPI, spec: dict[str, Any]) -> None:
         if not _authenticates(route.dependant):
             continue
         operations = spec.get("paths", {}).get(route.path_format, {})
+        scopes = sorted(_required(route.dependant, REQUIRES_SCOPES))
+        roles = sorted(_required(route.dependant, REQUIRES_ROLE))
         for method in route.methods:
             operation = operations.get(method.lower())
             if operation is not None:
                 operation["security"] = list(requirement)
+                if scopes:
+                    operation["x-required-scopes"] = scopes
+                if roles:
+                    operation["x-required-role"] = roles[0]
+
+
+def _required(dependant: Dependant, marker: str) -> set[str]:
+    """The scopes (or role) the operation's dependencies require (auth.dependencies.require)."""
+    found: set[str] = set()
+    value = getattr(dependant.call, marker, None)
+    if isinstance(value, str):
+        found.add(value)
+    elif value:
+        found.update(value)
+    for d in dependant.dependencies:
+        found |= _required(d, marker)
+    return found
 
 
 def _plain_optional_parameters(spec: dict[str, Any]) -> None:

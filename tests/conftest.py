@@ -28,6 +28,9 @@ ALL_SCOPES = [
     "accounts:read",
     "accounts:write",
     "keys:manage",
+    "conversations:read",
+    "conversations:write",
+    "workspace:manage",
 ]
 
 

@@ -46,7 +46,7 @@ PARAM_VALUES = {
 }
 # Meta's webhook deliveries are raw bytes checked by signature (no body schema); the rest of the
 # document's operations are all here.
-SESSION_ONLY = {"/api/audit-log"}
+SESSION_ONLY = {"/api/audit-log", "/api/auth/workspaces", "/api/auth/switch-workspace"}
 
 
 @dataclass

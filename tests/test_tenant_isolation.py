@@ -21,7 +21,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from aisoule.config import normalize_database_url
 from aisoule.kit.time import utcnow
-from aisoule.models import Campaign, Contact, Message, MessageTemplate, WhatsAppAccount
+from aisoule.models import (
+    Campaign,
+    Contact,
+    Conversation,
+    Message,
+    MessageTemplate,
+    WhatsAppAccount,
+)
 from tests.conftest import ALL_SCOPES, Workspace, signup
 from tests.servers import Server
 
@@ -39,6 +46,8 @@ class Tenant:
     key_ids: list[str] = field(default_factory=list)
     listed: dict[str, set[str]] = field(default_factory=dict)  # templates, campaigns, accounts
     message_ids: list[str] = field(default_factory=list)
+    # The inbox's ids: conversations, canned responses, teams, invitations, members.
+    inbox: dict[str, list[str]] = field(default_factory=dict)
 
     # Each surface's own kind of id, and one of the other kind (a cnt_ id on /api is a 404 too).
     def api_ids(self) -> list[str]:
@@ -84,8 +93,40 @@ ID_ROUTES: dict[tuple[str, str], Callable[[Tenant], list[str]]] = {
             ("GET", "/stats"),
         )
     },
+    **{
+        (method, f"/api/conversations/{{conversation_id}}{tail}"): lambda t: t.inbox[
+            "conversations"
+        ]
+        for method, tail in (
+            ("GET", ""),
+            ("GET", "/messages"),
+            ("GET", "/events"),
+            ("POST", "/reply"),
+            ("POST", "/claim"),
+            ("PUT", "/assignee"),
+            ("PUT", "/team"),
+            ("PUT", "/status"),
+            ("POST", "/labels"),
+            ("POST", "/notes"),
+            ("POST", "/read"),
+        )
+    },
+    ("PUT", "/api/canned-responses/{canned_id}"): lambda t: t.inbox["canned"],
+    ("DELETE", "/api/canned-responses/{canned_id}"): lambda t: t.inbox["canned"],
+    ("DELETE", "/api/teams/{team_id}"): lambda t: t.inbox["teams"],
+    ("DELETE", "/api/invitations/{invitation_id}"): lambda t: t.inbox["invitations"],
+    ("PUT", "/api/members/{user_id}"): lambda t: [t.user_id],
+    ("DELETE", "/api/members/{user_id}"): lambda t: [t.user_id],
 }
 BODIES: dict[tuple[str, str], dict[str, Any]] = {
+    ("POST", "/api/conversations/{conversation_id}/reply"): {"text": "hijacked"},
+    ("PUT", "/api/conversations/{conversation_id}/assignee"): {"assignee_id": None},
+    ("PUT", "/api/conversations/{conversation_id}/team"): {"team_id": None},
+    ("PUT", "/api/conversations/{conversation_id}/status"): {"status": "resolved"},
+    ("POST", "/api/conversations/{conversation_id}/labels"): {"add": ["hijacked"]},
+    ("POST", "/api/conversations/{conversation_id}/notes"): {"body": "hijacked"},
+    ("PUT", "/api/canned-responses/{canned_id}"): {"content": "hijacked"},
+    ("PUT", "/api/members/{user_id}"): {"role": "agent"},
     ("PUT", "/api/accounts/{account_id}"): {"name": "Hijacked", "is_default": True},
     ("PUT", "/api/campaigns/{campaign_id}"): {"name": "Hijacked"},
     ("PUT", "/v1/campaigns/{campaign_id}"): {"name": "Hijacked"},
@@ -179,6 +220,19 @@ def _seed_listings(server: Server, tenants: list[Tenant]) -> None:
                     t.message_ids = [str(message.id)]
                     await session.flush()
                     session.add(message)
+                    conversation = Conversation(
+                        workspace_id=ws_id,
+                        account_id=uuid.UUID(sandbox),
+                        contact_id=contact_id,
+                        last_inbound_at=now,
+                        last_message_at=now,
+                        status="open",
+                        inbound_count=1,
+                        created_at=now,
+                    )
+                    session.add(conversation)
+                    await session.flush()
+                    t.inbox["conversations"] = [str(conversation.id)]
                 await session.commit()
         finally:
             await engine.dispose()
@@ -221,6 +275,15 @@ def _populate(t: Tenant) -> None:
     r = c.post("/api/api-keys", json={"name": "made by a key", "scopes": ["contacts:read"]})
     assert r.status_code == 201, r.text
     t.key_ids.append(r.json()["data"]["api_key"]["id"])
+    r = c.post("/api/canned-responses", json={"short_code": f"hello{t.n}", "content": "Hello!"})
+    assert r.status_code == 201, r.text
+    t.inbox["canned"] = [r.json()["data"]["canned_response"]["id"]]
+    r = c.post("/api/teams", json={"name": f"Support {t.n}"})
+    assert r.status_code == 201, r.text
+    t.inbox["teams"] = [r.json()["data"]["team"]["id"]]
+    r = t.ws.session.post("/api/invitations", json={"email": f"invitee{t.n}@example.com"})
+    assert r.status_code == 201, r.text
+    t.inbox["invitations"] = [r.json()["data"]["invitation"]["id"]]
     t.uuids = [x["id"] for x in c.get("/api/contacts?per_page=100").json()["data"]["contacts"]]
     t.cnt_ids = [x["id"] for x in c.get("/v1/contacts?limit=100").json()["contacts"]]
     assert len(t.uuids) == len(t.cnt_ids) == 4
@@ -242,6 +305,11 @@ def _snapshot(t: Tenant) -> dict[str, Any]:
         "templates": c.get("/api/templates", params={"per_page": 100}).json()["data"],
         "messages": c.get("/api/messages", params={"per_page": 100}).json()["data"],
         "campaigns": c.get("/api/campaigns", params={"per_page": 100}).json()["data"],
+        "conversations": c.get("/api/conversations", params={"per_page": 100}).json()["data"],
+        "canned": c.get("/api/canned-responses").json()["data"],
+        "teams": c.get("/api/teams").json()["data"],
+        "invitations": c.get("/api/invitations").json()["data"],
+        "members": c.get("/api/members").json()["data"],
     }
 
 

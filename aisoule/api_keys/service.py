@@ -43,7 +43,7 @@ async def create_key(
 ) -> tuple[APIKey, str]:
     scopes = [s.value for s in data.scopes] if data.scopes else list(DEFAULT_KEY_SCOPES)
     scopes = sorted(set(scopes), key=scopes.index)
-    if creator is not None and creator.via == "api_key":
+    if creator is not None:  # a key, or a member whose role holds fewer scopes
         beyond = [s for s in scopes if s not in creator.scopes]
         if beyond:
             raise Forbidden(

@@ -16,6 +16,11 @@ class AuditEventType(StrEnum):
     logout = "logout"
     api_key_created = "api_key_created"
     api_key_revoked = "api_key_revoked"
+    member_invited = "member_invited"
+    invitation_revoked = "invitation_revoked"
+    member_joined = "member_joined"
+    member_changed = "member_changed"
+    member_removed = "member_removed"
 
 
 class AuditEventOut(BaseModel):

@@ -202,17 +202,30 @@ authenticates(authenticate)
 AnyPrincipal = Annotated[Principal, Depends(authenticate)]
 
 
+# What an operation requires, for the OpenAPI document (x-required-scopes, x-required-role) and
+# the test that walks every operation by role.
+REQUIRES_SCOPES = "__aisoule_requires_scopes__"
+REQUIRES_ROLE = "__aisoule_requires_role__"
+
+
 def require(*scopes: Scope) -> Callable[[Request, AsyncSession], Awaitable[Principal]]:
     @authenticates
     async def check(request: Request, session: DBSession) -> Principal:
         principal = await authenticate(request, session)
         missing = [s.value for s in scopes if s.value not in principal.scopes]
         if missing:
+            if principal.via == "session":
+                raise Forbidden(
+                    f"Your role ({principal.role}) does not allow this (it needs "
+                    f"{', '.join(missing)}); ask an owner or admin",
+                    code="role_forbidden",
+                )
             raise Forbidden(
                 f"This API key lacks the scope {', '.join(missing)}", code="insufficient_scope"
             )
         return principal
 
+    setattr(check, REQUIRES_SCOPES, tuple(s.value for s in scopes))
     return check
 
 
@@ -231,6 +244,8 @@ async def require_owner(principal: AnyPrincipal, session: DBSession) -> Principa
     return principal
 
 
+setattr(require_owner, REQUIRES_ROLE, "owner")
+
 OwnerSession = Annotated[Principal, Depends(require_owner)]
 ContactsRead = Annotated[Principal, Depends(require(Scope.contacts_read))]
 ContactsWrite = Annotated[Principal, Depends(require(Scope.contacts_write))]
@@ -243,3 +258,7 @@ SessionPrincipal = Annotated[Principal, Depends(require_session)]
 TemplatesWrite = Annotated[Principal, Depends(require(Scope.templates_write))]
 AccountsWrite = Annotated[Principal, Depends(require(Scope.accounts_write))]
 MessagesSend = Annotated[Principal, Depends(require(Scope.messages_send))]
+ConversationsRead = Annotated[Principal, Depends(require(Scope.conversations_read))]
+ConversationsWrite = Annotated[Principal, Depends(require(Scope.conversations_write))]
+InboxReply = Annotated[Principal, Depends(require(Scope.conversations_write, Scope.messages_send))]
+WorkspaceManage = Annotated[Principal, Depends(require(Scope.workspace_manage))]

@@ -9,14 +9,30 @@ from aisoule.audit import service as audit
 from aisoule.audit.dependencies import request_origin
 from aisoule.audit.schemas import AuditEventType
 from aisoule.auth import service
-from aisoule.auth.dependencies import CSRF_COOKIE, SESSION_COOKIE, AnyPrincipal
-from aisoule.auth.schemas import LoginRequest, LogoutData, MeData, SessionData, SignupRequest
+from aisoule.auth.dependencies import (
+    CSRF_COOKIE,
+    SESSION_COOKIE,
+    AnyPrincipal,
+    SessionPrincipal,
+)
+from aisoule.auth.schemas import (
+    LoginRequest,
+    LogoutData,
+    MeData,
+    MembershipList,
+    SessionData,
+    SignupRequest,
+    SwitchWorkspace,
+)
 from aisoule.db.session import DBSession
 from aisoule.dependencies import get_runtime
 from aisoule.errors import error_response
 from aisoule.exceptions import NotFound, RateLimited, Unauthorized, Unavailable
 from aisoule.kit.envelope import Envelope, ErrorEnvelope, success
+from aisoule.kit.ids import parse_uuid
 from aisoule.kit.responses import ORJSONResponse
+from aisoule.members import service as members
+from aisoule.members.schemas import InvitationAccept
 from aisoule.ratelimit.limiter import LimiterUnavailable, Throttle
 from aisoule.users import service as user_service
 from aisoule.users.schemas import user_out
@@ -242,3 +258,77 @@ async def me(principal: AnyPrincipal, session: DBSession) -> ORJSONResponse:
             "scopes": sorted(principal.scopes),
         }
     )
+
+
+@router.post(
+    "/accept-invitation",
+    summary="Accept an invitation and log in to its workspace",
+    description="With the token from the invitation link. A new user gives `name` and a "
+    "`password` (their account is created with the invitation's email); an existing user gives "
+    "their password. A user may belong to several workspaces: see GET /api/auth/workspaces.",
+    response_model=None,
+    responses={
+        200: {"model": Envelope[SessionData]},
+        401: {"model": ErrorEnvelope, "description": "Wrong password for the existing account"},
+        404: {"model": ErrorEnvelope, "description": "Invalid, expired, revoked or used"},
+    },
+)
+async def accept_invitation(
+    body: InvitationAccept,
+    request: Request,
+    session: DBSession,
+    current: Annotated[str | None, Cookie(alias=SESSION_COOKIE, include_in_schema=False)] = None,
+) -> ORJSONResponse:
+    throttles = request.app.state.throttles
+    ip_id = f"invite-ip:{_client_ip(request)}"
+    await _refuse_if_throttled((throttles.login_ip, ip_id))
+    try:
+        result = await members.accept(
+            session, body, _session_context(request, current), request_origin(request)
+        )
+    except (Unauthorized, NotFound):
+        await throttles.login_ip.count(ip_id)  # guessing tokens or passwords costs attempts
+        raise
+    response = success(_session_payload(result))
+    _set_cookies(response, request, result)
+    return response
+
+
+@router.get(
+    "/workspaces",
+    summary="The workspaces you belong to, with your role in each",
+    response_model=None,
+    responses={200: {"model": Envelope[MembershipList]}},
+)
+async def my_workspaces(principal: SessionPrincipal, session: DBSession) -> ORJSONResponse:
+    assert principal.user_id is not None
+    rows = await user_service.workspaces_of(session, principal.user_id)
+    return success(
+        {
+            "workspaces": [
+                {
+                    "workspace": workspace_out(w),
+                    "role": role,
+                    "current": w.id == principal.workspace_id,
+                }
+                for w, role in rows
+            ]
+        }
+    )
+
+
+@router.post(
+    "/switch-workspace",
+    summary="Work in another of your workspaces (this session moves there)",
+    response_model=None,
+    responses={200: {"model": Envelope[MeData]}, 404: {"model": ErrorEnvelope}},
+)
+async def switch_workspace(
+    body: SwitchWorkspace, principal: SessionPrincipal, session: DBSession
+) -> ORJSONResponse:
+    workspace_id = parse_uuid(body.workspace_id)
+    if workspace_id is None:
+        raise NotFound("Workspace not found", code="workspace_not_found")
+    await service.switch_workspace(session, principal, workspace_id)
+    moved = await service.principal_for(session, principal, workspace_id)
+    return await me(moved, session)

@@ -16,6 +16,8 @@ class Principal:
     api_key_id: uuid.UUID | None = None
     session_token_hash: str | None = None
     csrf_token: str | None = field(default=None, repr=False)
+    # The member's role in this workspace (owner | admin | agent); None for an API key.
+    role: str | None = None
     # Rate-limit overrides of the key or its workspace (None: the server's defaults).
     rate_limit_per_minute: int | None = None
     rate_limit_per_second: int | None = None

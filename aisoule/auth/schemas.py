@@ -64,3 +64,18 @@ class MeData(BaseModel):
 
 class LogoutData(BaseModel):
     logged_out: bool
+
+
+class SwitchWorkspace(InputModel):
+    model_config = ConfigDict(extra="forbid")
+    workspace_id: str = Field(min_length=1, max_length=64)
+
+
+class Membership(BaseModel):
+    workspace: WorkspaceOut
+    role: str
+    current: bool
+
+
+class MembershipList(BaseModel):
+    workspaces: list[Membership]

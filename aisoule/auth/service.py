@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
@@ -12,7 +13,7 @@ from aisoule.api_keys import service as api_key_service
 from aisoule.api_keys.cache import KeyCache
 from aisoule.auth.principal import Principal
 from aisoule.auth.repository import AuthSessionRepository
-from aisoule.auth.scopes import ALL_SCOPES
+from aisoule.auth.scopes import ROLE_SCOPES
 from aisoule.exceptions import Forbidden, NotFound, Unauthorized, ValidationFailed
 from aisoule.kit.crypto import new_token, sha256_hex
 from aisoule.kit.time import utcnow
@@ -125,17 +126,62 @@ async def logout(session: AsyncSession, token: str) -> None:
 
 
 async def principal_from_session(session: AsyncSession, token: str) -> Principal | None:
-    row = await AuthSessionRepository(session).get_live(sha256_hex(token), utcnow())
-    if row is None:
+    found = await AuthSessionRepository(session).get_live(sha256_hex(token), utcnow())
+    if found is None:
         return None
+    row, role = found
     return Principal(
         workspace_id=row.workspace_id,
         via="session",
-        scopes=ALL_SCOPES,
+        scopes=ROLE_SCOPES.get(role, frozenset()),
         user_id=row.user_id,
         session_token_hash=row.token_hash,
         csrf_token=row.csrf_token,
+        role=role,
     )
+
+
+async def switch_workspace(
+    session: AsyncSession, principal: Principal, workspace_id: uuid.UUID
+) -> Workspace:
+    """Move the caller's session to another workspace they belong to (404 otherwise)."""
+    if principal.via != "session" or principal.user_id is None or not principal.session_token_hash:
+        raise Forbidden("Switching workspaces needs a logged-in session", code="session_required")
+    member = await user_service.get_membership(session, principal.user_id, workspace_id)
+    workspace = await workspace_service.get_workspace(session, workspace_id) if member else None
+    if workspace is None:
+        raise NotFound("Workspace not found", code="workspace_not_found")
+    await AuthSessionRepository(session).move(principal.session_token_hash, workspace_id)
+    return workspace
+
+
+async def principal_for(
+    session: AsyncSession, principal: Principal, workspace_id: uuid.UUID
+) -> Principal:
+    """The same session's principal after a switch to ``workspace_id``."""
+    assert principal.user_id is not None
+    member = await user_service.get_membership(session, principal.user_id, workspace_id)
+    role = member.role if member else None
+    return dataclasses.replace(
+        principal,
+        workspace_id=workspace_id,
+        role=role,
+        scopes=ROLE_SCOPES.get(role or "", frozenset()),
+    )
+
+
+async def end_member_sessions(
+    session: AsyncSession, user_id: uuid.UUID, workspace_id: uuid.UUID
+) -> None:
+    """A removed member: their sessions in this workspace end (other workspaces' stay)."""
+    await AuthSessionRepository(session).delete_for_member(user_id, workspace_id)
+
+
+async def logged_in(
+    session: AsyncSession, user: User, workspace: Workspace, role: str, ctx: SessionContext
+) -> LoginResult:
+    """A session for ``user`` in ``workspace`` (an accepted invitation logs its user in)."""
+    return await _logged_in(session, user, workspace, role, ctx)
 
 
 async def principal_from_key(
@@ -159,18 +205,6 @@ async def principal_from_key(
     if due and cache is not None:
         cache.mark_used(row.digest, utcnow())
     return principal, due
-
-
-async def switch_workspace(
-    session: AsyncSession, principal: Principal, workspace_id: uuid.UUID
-) -> None:
-    """The session works in another of its user's workspaces from now on (404 if not theirs)."""
-    if principal.session_token_hash is None or principal.user_id is None:
-        raise Forbidden("Switching workspace needs a logged-in user", code="session_required")
-    member = await user_service.get_membership(session, principal.user_id, workspace_id)
-    if member is None:
-        raise NotFound("Workspace not found")
-    await AuthSessionRepository(session).set_workspace(principal.session_token_hash, workspace_id)
 
 
 async def reset_password(session: AsyncSession, email: str, password: str) -> User:

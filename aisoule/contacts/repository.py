@@ -474,6 +474,29 @@ class ContactRepository:
         )
         return list((await self.session.execute(stmt)).mappings().all())
 
+    async def cards_of(self, workspace_id: uuid.UUID, ids: Iterable[int]) -> list[Row]:
+        """What the inbox shows of these contacts: refs, name, phone and consent."""
+        wanted = sorted(set(ids))
+        if not wanted:
+            return []
+        stmt = (
+            select(
+                T.c.id,
+                T.c.uuid,
+                T.c.number,
+                T.c.phone,
+                T.c.first_name,
+                T.c.last_name,
+                T.c.custom_fields,
+                CW.c.profile_name,
+                CW.c.opted_out_at,
+                CW.c.opt_out_reason,
+            )
+            .select_from(T.outerjoin(CW, CW.c.contact_id == T.c.id))
+            .where(T.c.workspace_id == workspace_id, T.c.id.in_(wanted))
+        )
+        return list((await self.session.execute(stmt)).mappings().all())
+
     # --- writes ---
 
     async def insert_counted(

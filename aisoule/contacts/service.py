@@ -476,6 +476,16 @@ async def audience_sample(
     return await ContactRepository(session).audience_sample(workspace_id, conditions, limit)
 
 
+async def cards(
+    session: AsyncSession, workspace_id: uuid.UUID, contact_ids: Iterable[int | None]
+) -> dict[int, Row]:
+    """The inbox's view of these contacts (refs, name, phone, consent), by internal id."""
+    rows = await ContactRepository(session).cards_of(
+        workspace_id, (i for i in contact_ids if i is not None)
+    )
+    return {r["id"]: r for r in rows}
+
+
 # -- WhatsApp consent ---------------------------------------------------------------------------
 # What WhatsApp told us about a contact: their wa_id and profile name, and whether they opted out
 # (STOP, or Meta's 131050). Sending reads it (find_recipient); the inbound

@@ -366,3 +366,61 @@ class MessageRepository:
             Message.status != st.FAILED,
         )
         return int((await self.session.execute(stmt)).scalar_one())
+
+    async def of_thread(
+        self,
+        workspace_id: uuid.UUID,
+        account_id: uuid.UUID,
+        contact_id: int,
+        *,
+        limit: int,
+        offset: int,
+    ) -> tuple[Sequence[Message], int]:
+        """A conversation's messages (one contact, one number), newest first."""
+        where = (
+            (Message.workspace_id == workspace_id)
+            & (Message.account_id == account_id)
+            & (Message.contact_id == contact_id)
+        )
+        rows = await self.session.execute(
+            select(Message)
+            .where(where)
+            # Meta stamps inbound messages to the second: our write time breaks the tie.
+            .order_by(Message.created_at.desc(), Message.updated_at.desc(), Message.id)
+            .limit(limit)
+            .offset(offset)
+        )
+        total = await self.session.execute(select(func.count()).select_from(Message).where(where))
+        return rows.scalars().all(), int(total.scalar_one())
+
+    async def latest_inbound(
+        self, workspace_id: uuid.UUID, account_id: uuid.UUID, contact_id: int
+    ) -> Message | None:
+        result = await self.session.execute(
+            select(Message)
+            .where(
+                Message.workspace_id == workspace_id,
+                Message.account_id == account_id,
+                Message.contact_id == contact_id,
+                Message.direction == "inbound",
+            )
+            .order_by(Message.created_at.desc(), Message.updated_at.desc())
+            .limit(1)
+        )
+        return result.scalar_one_or_none()
+
+
+def text_match(account_id: Any, contact_id: Any, q: str) -> Any:
+    """EXISTS a message of this thread (correlated columns) whose text contains ``q``, case-
+    insensitively, for another domain's statement. Portable LIKE on lower(preview); on PostgreSQL
+    a pg_trgm GIN index on lower(preview) would serve it unchanged."""
+    escaped = q.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return (
+        select(Message.id)
+        .where(
+            Message.account_id == account_id,
+            Message.contact_id == contact_id,
+            func.lower(Message.preview).like(f"%{escaped}%", escape="\\"),
+        )
+        .exists()
+    )

@@ -28,7 +28,7 @@ from aisoule.kit.phone import InvalidPhone, normalize_phone
 from aisoule.kit.time import iso_z, utcnow
 from aisoule.messages import checks, payload
 from aisoule.messages import status as st
-from aisoule.messages.repository import MessageRepository
+from aisoule.messages.repository import MessageRepository, text_match
 from aisoule.messages.schemas import MEDIA_TYPES, MessageSend
 from aisoule.models import Message, MessageStatusEvent, MessageTemplate, WhatsAppAccount
 from aisoule.runtime import Runtime
@@ -57,8 +57,11 @@ async def send(
     workspace_id: uuid.UUID,
     data: MessageSend,
     idempotency_key: str | None = None,
+    *,
+    context_wamid: str | None = None,
 ) -> tuple[Message, bool]:
-    """Check, write the message ``queued`` and enqueue it after commit: (message, created)."""
+    """Check, write the message ``queued`` and enqueue it after commit: (message, created).
+    ``context_wamid``: the message it replies to (Meta shows it quoted)."""
     repo = MessageRepository(session)
     if idempotency_key:
         earlier = await repo.by_idempotency_key(workspace_id, idempotency_key)
@@ -88,6 +91,8 @@ async def send(
             await _check_media(rt.http_policy, data)
     assert contact is not None  # checks.window refused a free-form message to a stranger
     body, preview = payload.build(data, contact["phone"], template)
+    if context_wamid is not None:
+        body = {**body, "context": {"message_id": context_wamid}}
     now = utcnow()
     message_id = uuid.uuid4()
     # Meta echoes biz_opaque_callback_data in the status webhooks: a send whose answer is lost
@@ -882,3 +887,35 @@ async def template_recipients_24h(
     return await MessageRepository(session).template_recipients_since(
         workspace_id, account_id, now - timedelta(hours=24)
     )
+
+
+# -- the inbox's reads (aisoule/conversations) --------------------------------------------------
+
+
+async def of_thread(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    account_id: uuid.UUID,
+    contact_id: int,
+    *,
+    limit: int,
+    offset: int,
+) -> tuple[Sequence[Message], int]:
+    return await MessageRepository(session).of_thread(
+        workspace_id, account_id, contact_id, limit=limit, offset=offset
+    )
+
+
+async def latest_inbound(
+    session: AsyncSession, workspace_id: uuid.UUID, account_id: uuid.UUID, contact_id: int
+) -> Message | None:
+    return await MessageRepository(session).latest_inbound(workspace_id, account_id, contact_id)
+
+
+async def by_wamid(session: AsyncSession, account_id: uuid.UUID, wamid: str) -> Message | None:
+    return await MessageRepository(session).by_wamid([account_id], wamid)
+
+
+def text_match_clause(account_id: Any, contact_id: Any, q: str) -> Any:
+    """For the inbox's search: a thread (correlated columns) with a message containing ``q``."""
+    return text_match(account_id, contact_id, q)

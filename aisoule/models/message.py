@@ -98,10 +98,16 @@ class MessageStatusEvent(Model):
 
 
 class Conversation(Model):
-    """A contact's thread with one business number: when the customer last wrote (the 24 h window)."""
+    """A contact's thread with one business number: when the customer last wrote (the 24 h
+    window), and the team inbox's state of it (status, assignee, team, unread bookkeeping)."""
 
     __tablename__ = "conversations"
-    __table_args__ = (UniqueConstraint("account_id", "contact_id"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "contact_id"),
+        # The inbox list: a workspace's conversations by last message (views filter on top).
+        Index("ix_conversations_workspace_last_message", "workspace_id", "last_message_at"),
+        Index("ix_conversations_workspace_assignee", "workspace_id", "assignee_id", "status"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     workspace_id: Mapped[uuid.UUID] = mapped_column(
@@ -115,6 +121,22 @@ class Conversation(Model):
     )
     last_inbound_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The inbox (aisoule/conversations): open | pending | snoozed | resolved.
+    status: Mapped[str] = mapped_column(String(16), default="open", server_default="open")
+    snoozed_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    assignee_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="SET NULL"), nullable=True
+    )
+    team_id: Mapped[uuid.UUID | None] = mapped_column(
+        Uuid, ForeignKey("teams.id", ondelete="SET NULL"), nullable=True
+    )
+    # Inbound messages so far: a member's unread count is this minus what they had seen.
+    inbound_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    last_message_preview: Mapped[str | None] = mapped_column(Text, nullable=True)
+    last_message_direction: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    # The newest inbound message marked read at Meta (opening the conversation marks it once).
+    read_marked_wamid: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    created_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ContactWhatsApp(Model):

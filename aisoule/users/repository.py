@@ -50,6 +50,21 @@ class UserRepository:
         )
         return [(ws, role) for ws, role in result.tuples().all()]
 
-    async def add_member(self, member: WorkspaceMember) -> None:
+    async def workspaces_of(self, user_id: uuid.UUID) -> list[tuple[Workspace, str]]:
+        return await self.memberships(user_id)
+
+    async def add_user(self, user: User) -> User:
+        self.session.add(user)
+        await self.session.flush()
+        return user
+
+    async def add_member(self, member: WorkspaceMember) -> WorkspaceMember:
         self.session.add(member)
         await self.session.flush()
+        return member
+
+    async def by_ids(self, ids: list[uuid.UUID]) -> list[User]:
+        if not ids:
+            return []
+        result = await self.session.execute(select(User).where(User.id.in_(ids)))
+        return list(result.scalars().all())

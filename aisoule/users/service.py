@@ -124,7 +124,9 @@ async def add_workspace(
     workspace = await workspace_service.create_workspace(session, name)
     await accounts_service.create_sandbox(session, rt, workspace.id)
     await UserRepository(session).add_member(
-        WorkspaceMember(workspace_id=workspace.id, user_id=user_id, role="owner", created_at=utcnow())
+        WorkspaceMember(
+            workspace_id=workspace.id, user_id=user_id, role="owner", created_at=utcnow()
+        )
     )
     return workspace
 
@@ -138,3 +140,41 @@ async def set_password(session: AsyncSession, email: str, password: str) -> User
     user.password_hash = await hash_password(password)
     await session.flush()
     return user
+
+
+async def create_user(session: AsyncSession, *, email: str, password: str, name: str) -> User:
+    """A user without a workspace yet (an invitation's new member: the caller adds them)."""
+    email = normalize_email(email)
+    check_password_strength(password)
+    repo = UserRepository(session)
+    if await repo.get_by_email(email) is not None:
+        raise Conflict("email: an account with this email already exists", field="email")
+    user = User(
+        id=uuid.uuid4(),
+        email=email,
+        name=name,
+        password_hash=await hash_password(password),
+        created_at=utcnow(),
+    )
+    return await repo.add_user(user)
+
+
+async def verify_user_password(user: User, password: str) -> bool:
+    return await verify_password(password, user.password_hash)
+
+
+async def add_membership(
+    session: AsyncSession, workspace_id: uuid.UUID, user_id: uuid.UUID, role: str
+) -> WorkspaceMember:
+    return await UserRepository(session).add_member(
+        WorkspaceMember(workspace_id=workspace_id, user_id=user_id, role=role, created_at=utcnow())
+    )
+
+
+async def users_by_id(session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, User]:
+    return {u.id: u for u in await UserRepository(session).by_ids(sorted(set(ids)))}
+
+
+async def workspaces_of(session: AsyncSession, user_id: uuid.UUID) -> list[tuple[Workspace, str]]:
+    """The workspaces a user belongs to, with their role in each (oldest membership first)."""
+    return await UserRepository(session).workspaces_of(user_id)

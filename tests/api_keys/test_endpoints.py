@@ -12,7 +12,7 @@ import pytest
 from tests.conftest import ALL_SCOPES, Workspace
 
 KEY_RE = re.compile(r"^aisk_[0-9A-Za-z]{38}$")
-DEFAULT_SCOPES = [s for s in ALL_SCOPES if s != "keys:manage"]
+DEFAULT_SCOPES = [s for s in ALL_SCOPES if s not in ("keys:manage", "workspace:manage")]
 
 
 def test_create_shows_the_secret_once_and_list_never(ws: Workspace) -> None:

@@ -94,8 +94,15 @@ def test_another_workspaces_ids_answer_404(make_workspace: Any, server: Server) 
             if method == "GET":
                 r = client.get(url)
             else:
-                r = client.post(url, data={"csrf_token": csrf, "text": "x", "inbound_text": "x",
-                                           "phone": "+14155550100"})
+                r = client.post(
+                    url,
+                    data={
+                        "csrf_token": csrf,
+                        "text": "x",
+                        "inbound_text": "x",
+                        "phone": "+14155550100",
+                    },
+                )
             assert r.status_code == 404, (method, url, r.status_code)
             assert "text/html" in r.headers["content-type"]
             assert "Not found" in r.text
@@ -146,15 +153,17 @@ def test_every_form_refuses_a_missing_or_wrong_csrf_token(ws: Workspace, server:
             for url in ("/login", "/signup"):
                 r = anon.post(url, data={"email": ws.email, "password": ws.password})
                 assert r.status_code == 403, url
-                r = anon.post(url, data={"csrf_token": "forged", "email": ws.email,
-                                         "password": ws.password})
+                r = anon.post(
+                    url, data={"csrf_token": "forged", "email": ws.email, "password": ws.password}
+                )
                 assert r.status_code == 403, url
         assert client.get("/contacts").status_code == 200  # still logged in: nothing happened
     finally:
         client.close()
-    every_post = {
-        re.sub(r"\{\w+\}", "{id}", p) for m, p in _routes() if m == "POST"
-    } - {"/login", "/signup"}
+    every_post = {re.sub(r"\{\w+\}", "{id}", p) for m, p in _routes() if m == "POST"} - {
+        "/login",
+        "/signup",
+    }
     assert every_post <= posted, sorted(every_post - posted)
     with ws.client() as api:
         assert api.get(f"/api/contacts/{ids['contact']}").status_code == 200
@@ -163,8 +172,12 @@ def test_every_form_refuses_a_missing_or_wrong_csrf_token(ws: Workspace, server:
 def test_contacts_page_keyset_pages_and_filters(ws: Workspace, server: Server) -> None:
     with ws.client(bearer=True) as v1:
         for i in range(120):
-            body = {"phone": f"9198{i:08d}", "first_name": f"P{i:03d}",
-                    "tags": ["even"] if i % 2 == 0 else [], "custom_fields": {"city": "Pune" if i < 5 else "Goa"}}
+            body = {
+                "phone": f"9198{i:08d}",
+                "first_name": f"P{i:03d}",
+                "tags": ["even"] if i % 2 == 0 else [],
+                "custom_fields": {"city": "Pune" if i < 5 else "Goa"},
+            }
             assert v1.post("/v1/contacts", json=body).status_code in (200, 201)
     client, _ = dashboard_client(server, ws.email, ws.password)
     try:
@@ -202,14 +215,17 @@ def test_contacts_page_keyset_pages_and_filters(ws: Workspace, server: Server) -
 
 def test_a_forgotten_password_is_reset_by_the_operator(ws: Workspace, server: Server) -> None:
     client, _ = dashboard_client(server, ws.email, ws.password)
-    done = server.cli("user", "reset-password", "--email", ws.email,
-                      "--password", "a brand new password")
+    done = server.cli(
+        "user", "reset-password", "--email", ws.email, "--password", "a brand new password"
+    )
     assert "new password set" in done.stdout
     assert client.get("/contacts").status_code == 303  # logged out everywhere
     client.close()
     again, _ = dashboard_client(server, ws.email, "a brand new password")
     again.close()
-    r = httpx.post(server.url + "/api/auth/login", json={"email": ws.email, "password": ws.password})
+    r = httpx.post(
+        server.url + "/api/auth/login", json={"email": ws.email, "password": ws.password}
+    )
     assert r.status_code == 401
 
 

@@ -529,6 +529,11 @@ def _control_routes(app: FastAPI) -> None:
         sent = [asdict(m) for m in _emu(request).world.sent if to is None or m.to == to]
         return json_response({"data": sent})
 
+    @app.get("/_emulator/reads")
+    async def read_marks(request: Request) -> Response:
+        """The read marks the business sent (POST /messages with status "read"), oldest first."""
+        return json_response({"data": _emu(request).world.read_marks})
+
     @app.get("/_emulator/inbound")
     async def inbound_log(request: Request) -> Response:
         return json_response({"data": _emu(request).world.inbound})
@@ -757,6 +762,9 @@ async def _send_message(emu: Emulator, phone_number_id: str, request: Request) -
             raise GraphError(100, "messaging_product must be 'whatsapp'")
         if emu.world.inbound_ids.get(str(payload.get("message_id"))) != phone_number_id:
             raise GraphError(100, "message_id: no such inbound message")
+        emu.world.read_marks.append(
+            {"phone_number_id": phone_number_id, "message_id": str(payload["message_id"])}
+        )
         return json_response({"success": True})
     kind = validate_message(payload)
     to = str(payload["to"])

@@ -580,6 +580,7 @@ class World:
         self.sent: list[Sent] = []
         self.inbound_ids: dict[str, str] = {}  # inbound wamid -> the phone_number_id it went to
         self.inbound: list[dict[str, Any]] = []
+        self.read_marks: list[dict[str, str]] = []  # {"phone_number_id", "message_id"}, in order
         self.failures: list[int] = []  # error codes the next sends answer (control API)
         self.faults: dict[str, list[FaultRule]] = {}  # phone_number_id -> its planned faults
         # Every send the emulator answered (accepted or not), in order: for tests that count.

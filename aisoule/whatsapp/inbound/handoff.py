@@ -19,6 +19,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from aisoule.campaigns import engine as campaigns
 from aisoule.contacts import service as contacts
 from aisoule.conversations import service as conversations
+from aisoule.inbox import service as inbox
+from aisoule.messages import service as messages
 from aisoule.messages.service import Change
 from aisoule.whatsapp.inbound import keywords
 
@@ -56,6 +58,15 @@ async def on_inbound_message(session: AsyncSession, event: InboundMessage) -> No
     await conversations.open_window(
         session, event.workspace_id, event.account_id, event.contact_id, event.at
     )
+    await conversations.on_inbound_message(
+        session,
+        workspace_id=event.workspace_id,
+        account_id=event.account_id,
+        contact_id=event.contact_id,
+        message_id=event.message_id,
+        preview=messages.inbound_preview(event.kind, event.payload),
+        at=event.at,
+    )  # 1b. The inbox: unread, reopen, round robin, live event.
     # 2. Consent: STOP and its synonyms opt the contact out, START opts it back in.
     if keywords.is_stop(event.text):
         await contacts.opt_out(session, event.workspace_id, event.contact_id, "stop_keyword")
@@ -84,6 +95,15 @@ async def on_statuses(
     # 1. Campaigns: recipients follow their messages (delivered, read, failed with the code, an
     #    unknown send settled), their counters with them, one statement per kind for the batch.
     await campaigns.on_status_changes(session, moved)
+    # 2. The inbox: the tick, live.
+    for event in events:
+        await inbox.on_status(
+            session,
+            workspace_id=event.workspace_id,
+            account_id=event.account_id,
+            wamid=event.wamid,
+            status=event.status,
+        )
     # Outbound webhooks (message.status) add their line here when they exist.
 
 

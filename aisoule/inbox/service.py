@@ -1,0 +1,196 @@
+"""The inbox's orchestration across domains: replying through the messages service, marking
+the customer's messages read at Meta, a conversation's messages and search, and status ticks.
+(aisoule.conversations holds the inbox's state; messages depends on it for the 24-hour window,
+so what needs messages lives here.)"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import structlog
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from aisoule import queue
+from aisoule.accounts import service as accounts
+from aisoule.auth.principal import Principal
+from aisoule.contacts import service as contacts
+from aisoule.conversations import service as conversations
+from aisoule.conversations.schemas import Reply
+from aisoule.exceptions import NotFound, ValidationFailed
+from aisoule.live import service as live
+from aisoule.messages import service as messages
+from aisoule.messages.schemas import MessageSend
+from aisoule.models import Conversation, Message
+from aisoule.runtime import Runtime
+
+log = structlog.get_logger(__name__)
+
+
+async def list_page(
+    session: AsyncSession,
+    principal: Principal,
+    listing: conversations.Listing,
+    q: str | None,
+    *,
+    limit: int,
+    offset: int,
+) -> tuple[list[dict[str, Any]], int]:
+    """The inbox list; ``q`` searches the text of the conversations' messages."""
+    q = (q or "").strip()
+    text = (
+        messages.text_match_clause(Conversation.account_id, Conversation.contact_id, q)
+        if q
+        else None
+    )
+    return await conversations.list_page(
+        session, principal, listing, limit=limit, offset=offset, text=text
+    )
+
+
+async def messages_page(
+    session: AsyncSession, principal: Principal, conversation_id: str, *, limit: int, offset: int
+) -> tuple[Sequence[Message], int]:
+    conv = await conversations.find(session, principal.workspace_id, conversation_id)
+    return await messages.of_thread(
+        session,
+        principal.workspace_id,
+        conv.account_id,
+        conv.contact_id,
+        limit=limit,
+        offset=offset,
+    )
+
+
+async def on_status(
+    session: AsyncSession,
+    *,
+    workspace_id: uuid.UUID,
+    account_id: uuid.UUID,
+    wamid: str,
+    status: str,
+) -> None:
+    """A tick (sent, delivered, read, failed) on one of our messages: a live event."""
+    message = await messages.by_wamid(session, account_id, wamid)
+    if message is None or message.contact_id is None or message.direction != "outbound":
+        return
+    conv = await conversations.by_thread(session, account_id, message.contact_id)
+    if conv is None:
+        return  # a message to someone who never wrote (a campaign): no conversation to tick
+    await live.publish(
+        session,
+        workspace_id,
+        live.MESSAGE_STATUS,
+        {
+            "conversation_id": str(conv.id),
+            "message_id": str(message.id),
+            "status": status,
+            "message_status": message.status,
+        },
+    )
+
+
+# --- opening it: unread and Meta's blue ticks ---
+
+
+async def mark_read(
+    session: AsyncSession, rt: Runtime, principal: Principal, conversation_id: str
+) -> Conversation:
+    """The member opened it: their unread count drops to 0, and the customer's newest message
+    is marked read at Meta (once per message; after commit, never inside the transaction)."""
+    conv = await conversations.find(session, principal.workspace_id, conversation_id, lock=True)
+    await conversations.mark_seen(session, conv, principal.user_id)
+    latest = await messages.latest_inbound(
+        session, principal.workspace_id, conv.account_id, conv.contact_id
+    )
+    if latest is None or latest.wamid is None:
+        return conv
+    if not await conversations.note_read_mark(session, conv, latest.wamid):
+        return conv  # already marked
+    account = await accounts.get_by_id(session, conv.account_id)
+    if account is None:  # pragma: no cover - the conversation cascades with its account
+        return conv
+    wamid = latest.wamid
+
+    async def mark_at_meta() -> None:
+        try:
+            sender = await accounts.sender(rt, account)
+            await sender.provider.mark_read(
+                sender.phone_number_id, wamid, access_token=sender.access_token
+            )
+        except Exception as exc:  # best effort: the ticks are the customer's view only
+            log.warning("mark_read_failed", wamid=wamid, error=repr(exc))
+
+    queue.after_commit_call(session, mark_at_meta)
+    return conv
+
+
+# --- replying ---
+
+
+async def reply(
+    session: AsyncSession,
+    rt: Runtime,
+    principal: Principal,
+    conversation_id: str,
+    data: Reply,
+    idempotency_key: str | None = None,
+) -> Message:
+    """Send to the conversation's customer from its number, through the messages service and
+    its checks (consent; the 24-hour window: free text outside it is a 422
+    outside_24h_window, a template is accepted; templates and media as POST /api/messages/send).
+    With only_assignee_replies, a member who is not the assignee is refused (403), and replying
+    to an unassigned conversation claims it."""
+    conv = await conversations.find(session, principal.workspace_id, conversation_id, lock=True)
+    conv = await conversations.check_may_reply(session, principal, conv)
+    context = None
+    if data.reply_to is not None:
+        context = (await _quoted(session, principal.workspace_id, conv, data.reply_to)).wamid
+    card = (await contacts.cards(session, principal.workspace_id, [conv.contact_id])).get(
+        conv.contact_id
+    )
+    if card is None:  # pragma: no cover - the conversation cascades with its contact
+        raise NotFound(conversations.CONVERSATION_NOT_FOUND, code="conversation_not_found")
+    fields: dict[str, Any] = {
+        "to": str(card["uuid"]),
+        "account_id": str(conv.account_id),
+        "type": data.type,
+    }
+    if data.type == "text":
+        text = data.text
+        if data.canned is not None:
+            text = await conversations.canned_content(session, principal.workspace_id, data.canned)
+        fields["text"] = {"body": text}
+    else:
+        fields[data.type] = getattr(data, data.type)
+    message, created = await messages.send(
+        session,
+        rt,
+        principal.workspace_id,
+        MessageSend.model_validate(fields),
+        idempotency_key,
+        context_wamid=context,
+    )
+    if created:
+        await conversations.record_outbound(session, principal, conv.id, message)
+    return message
+
+
+async def _quoted(
+    session: AsyncSession, workspace_id: uuid.UUID, conv: Conversation, message_id: str
+) -> Message:
+    try:
+        quoted: Message | None = await messages.get(session, workspace_id, message_id)
+    except NotFound:
+        quoted = None
+    if (
+        quoted is None
+        or quoted.account_id != conv.account_id
+        or quoted.contact_id != conv.contact_id
+        or quoted.wamid is None
+    ):
+        raise ValidationFailed(
+            "reply_to: not a message of this conversation that reached WhatsApp", field="reply_to"
+        )
+    return quoted

@@ -1,0 +1,1 @@
+"""Members of a workspace: roles, invitations, availability for the inbox."""
