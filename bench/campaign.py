@@ -260,6 +260,7 @@ def _one(
     try:
         create_user(cfg)
         key = create_api_key(cfg)
+        cfg.api_key = key
         asyncio.run(load_identity(cfg))
         print(f"  seeding {size:,} contacts", flush=True)
         asyncio.run(seed.seed(cfg.asyncpg_dsn, cfg.workspace_id, size))
