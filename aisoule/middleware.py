@@ -64,7 +64,7 @@ class BodyGuardMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         length = headers.get("content-length")
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 await error_response(path, 400, "Invalid Content-Length header")(
                     scope, receive, send
                 )

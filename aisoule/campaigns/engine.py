@@ -306,7 +306,7 @@ def recipient_id(ref: str | None) -> int | None:
     if not ref:
         return None
     head = ref.split(".", 1)[0]
-    return int(head) if head.isdigit() else None
+    return int(head) if head.isascii() and head.isdigit() else None
 
 
 async def follow(

@@ -700,7 +700,7 @@ def _search(q: str) -> Any:
         name.ilike(pattern, escape="\\"),
         T.c.email.ilike(pattern, escape="\\"),
     ]
-    digits = "".join(ch for ch in q if ch.isdigit())
+    digits = "".join(ch for ch in q if ch.isascii() and ch.isdigit())
     if len(digits) >= 3 and _PHONE_LIKE.fullmatch(q.strip()):
         # Only a query that looks like a phone number searches phones ("Person 1" does not).
         clauses.append(T.c.phone.like(f"%{digits}%"))

@@ -122,7 +122,11 @@ async def _updated(session: AsyncSession, conv: Conversation, change: str, **ext
 async def _conv(
     session: AsyncSession, workspace_id: uuid.UUID, conversation_id: str, *, lock: bool = False
 ) -> Conversation:
-    cid = int(conversation_id) if conversation_id.isdigit() and len(conversation_id) < 19 else None
+    cid = (
+        int(conversation_id)
+        if conversation_id.isascii() and conversation_id.isdigit() and len(conversation_id) < 19
+        else None
+    )
     conv = await InboxRepository(session).get(workspace_id, cid, lock=lock) if cid else None
     if conv is None:
         raise NotFound(CONVERSATION_NOT_FOUND, code="conversation_not_found")

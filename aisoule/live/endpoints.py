@@ -52,7 +52,7 @@ def _start(header: str | None, query: int | None) -> int | None:
     if header is None or not header.strip():
         return None
     value = header.strip()
-    if not value.isdigit() or len(value) > 18:
+    if not (value.isascii() and value.isdigit()) or len(value) > 18:
         raise ValidationFailed(
             "Last-Event-ID: must be an event id this stream sent (a number)", field="Last-Event-ID"
         )

@@ -82,7 +82,9 @@ class MessageRepository:
         result = await self.session.execute(
             update(Message)
             .where(Message.id == message_id, Message.wamid.is_(None))
-            .values(wamid=wamid)
+            # Meta took this attempt: an earlier attempt's retryable error is history (a failed
+            # status sets its own error next).
+            .values(wamid=wamid, error=None)
             .returning(Message)
             .execution_options(synchronize_session=False, populate_existing=True)
         )

@@ -183,7 +183,7 @@ async def _check_media(policy: http.Policy, data: MessageSend) -> None:
             if mime is None and answer.headers.get("Content-Type"):
                 mime, told = answer.headers["Content-Type"], True
             length = answer.headers.get("Content-Length", "")
-            if length.isdigit():
+            if length.isascii() and length.isdigit():
                 size, told = int(length), True
     why = media.problem(data.type, mime, size, echo=not told)
     if why:

@@ -82,7 +82,7 @@ def start_campaign_server(backend: str, tmp: Any, suffix: str, **env: str) -> Se
     return srv
 
 
-def wait_for(fn: Callable[[], Any], what: str, timeout: float = 60.0) -> Any:
+def wait_for(fn: Callable[[], Any], what: str, timeout: float = 180.0) -> Any:
     deadline = time.monotonic() + timeout
     last: Any = None
     while time.monotonic() < deadline:

@@ -40,6 +40,12 @@ def _operations(client: httpx.Client) -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
+def _code(r: httpx.Response) -> str | None:
+    """The error code in /api's envelope or in /v1's {"success": false, "error": {...}}."""
+    body = r.json()
+    return body.get("code") or (body.get("error") or {}).get("code")
+
+
 def test_every_operation_is_checked_by_role(ws: Workspace) -> None:
     agent = invite(ws)
     admin = invite(ws, "admin")
@@ -56,10 +62,10 @@ def test_every_operation_is_checked_by_role(ws: Workspace) -> None:
         expect_refused = owner_only or not needs <= AGENT_SCOPES
         if expect_refused:
             assert r.status_code == 403, (method, path, r.status_code, r.text)
-            assert r.json()["code"] in ("role_forbidden", "owner_required"), (method, path, r.text)
+            assert _code(r) in ("role_forbidden", "owner_required"), (method, path, r.text)
             refused.add((method, path))
         else:
-            assert r.status_code != 403 or r.json()["code"] not in ("role_forbidden",), (
+            assert r.status_code != 403 or _code(r) not in ("role_forbidden",), (
                 method,
                 path,
                 r.text,

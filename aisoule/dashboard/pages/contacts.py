@@ -28,7 +28,7 @@ FINAL = frozenset({"read", "failed"})
 
 
 def _int(value: str | None) -> int | None:
-    if value is None or not value.isdigit() or len(value) > 18:
+    if value is None or not (value.isascii() and value.isdigit()) or len(value) > 18:
         return None
     return int(value)
 

@@ -570,7 +570,8 @@ def _control_routes(app: FastAPI) -> None:
         emu = _emu(request)
         s = emu.settings
         body = await _body(request)
-        if not isinstance(body, dict) or not str(body.get("from", "")).lstrip("+").isdigit():
+        sender = str(body.get("from", "")).lstrip("+") if isinstance(body, dict) else ""
+        if not isinstance(body, dict) or not (sender.isascii() and sender.isdigit()):
             return json_response({"error": "'from' (the customer's number) is required"}, 422)
         phone_id = body.get("phone_number_id")
         if phone_id is None:

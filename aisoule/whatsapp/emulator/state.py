@@ -282,7 +282,8 @@ def validate_message(payload: Any) -> str:
     if payload.get("messaging_product") != "whatsapp":
         raise GraphError(100, "messaging_product must be 'whatsapp'")
     to = payload.get("to")
-    if not isinstance(to, str) or not to.lstrip("+").replace(" ", "").replace("-", "").isdigit():
+    digits = to.lstrip("+").replace(" ", "").replace("-", "") if isinstance(to, str) else ""
+    if not (digits.isascii() and digits.isdigit()):
         raise GraphError(100, "to: a phone number in international format is required")
     kind = payload.get("type", "text")
     if kind not in MESSAGE_TYPES:
