@@ -134,7 +134,7 @@ class Meta:
         """The status webhooks posted about the shop's number and answered 2xx."""
         r = await self.client.get(self.shop.emulator("webhooks"))
         assert r.status_code == 200, r.text
-        out = []
+        out: list[dict[str, Any]] = []
         for delivery in r.json()["data"]:
             if not (delivery["status"] and 200 <= delivery["status"] < 300):
                 continue
