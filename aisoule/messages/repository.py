@@ -156,6 +156,29 @@ class MessageRepository:
         )
         return result.scalars().all()
 
+    async def awaiting_outcome(self, message_ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
+        """Of these messages, those still waiting for their send's outcome (``sending``, or
+        ``unknown``, with no wamid), held until the transaction ends (on SQLite the writer's
+        lock already holds them): a status webhook that settled one meanwhile (by its
+        recipient_ref) took it out of this set, and cannot settle it again before we commit.
+
+        A row another transaction holds is skipped, not waited for: while its send is in flight
+        only a status webhook settling it (Meta took it; the webhook's wamid and status are
+        newer news than the answer) or the stale-send sweep locks it. Waiting would deadlock
+        against a webhook batch that settled one message of this chunk and waits for another."""
+        if not message_ids:
+            return set()
+        result = await self.session.execute(
+            select(Message.id)
+            .where(
+                Message.id.in_(message_ids),
+                Message.wamid.is_(None),
+                Message.status.in_([st.SENDING, st.UNKNOWN]),
+            )
+            .with_for_update(skip_locked=True, key_share=True)  # FOR NO KEY UPDATE SKIP LOCKED
+        )
+        return set(result.scalars().all())
+
     async def apply_outcomes(self, changes: Sequence[dict[str, Any]]) -> None:
         """Send outcomes (id, status, wamid, error, next_attempt_at, attempts, updated_at), one
         statement for any number of messages (executemany). Only onto a message still waiting

@@ -376,12 +376,23 @@ async def record_outcomes(
     """Meta's answers onto the claimed messages (as ``claim`` returned them): accepted (wamid),
     failed, retried later, or unknown; one statement for the messages and one for their history,
     however many there are. Returns what changed, message by message (``queued``: a retry
-    later)."""
+    later).
+
+    A message a status webhook settled while its send was in flight (its wamid taken from the
+    webhook's biz_opaque_callback_data, or already queued again by a 131049) is left as the
+    webhook left it, and is not among the changes: whoever follows it (a campaign recipient) has
+    already moved with the webhook, and moving it again by the now stale answer would undo that
+    (a recipient ``sent`` while its message waits a day for Meta's 131049 retry)."""
     now = utcnow()
     changes: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     moved: list[Change] = []
+    repo = MessageRepository(session)
+    waiting = await repo.awaiting_outcome([m.id for m, _ in outcomes])
     for message, outcome in outcomes:
+        if message.id not in waiting:
+            log.info("send_outcome_already_settled", message_id=str(message.id))
+            continue
         change = await _outcome(session, rt, message, outcome, now)
         changes.append(change)
         moved.append(
@@ -404,7 +415,6 @@ async def record_outcomes(
                     "error": change["error"] if change["status"] == st.FAILED else None,
                 }
             )
-    repo = MessageRepository(session)
     await repo.apply_outcomes(changes)
     await repo.add_status_events(events)
     return moved
