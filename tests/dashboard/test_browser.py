@@ -349,8 +349,7 @@ def _approved_template(api: httpx.Client, name: str, body: str, examples: list[s
     assert r.status_code == 201, r.text
     tid = r.json()["data"]["template"]["id"]
     _wait_for(
-        lambda: api.get(f"/api/templates/{tid}").json()["data"]["template"]["status"]
-        == "APPROVED",
+        lambda: api.get(f"/api/templates/{tid}").json()["data"]["template"]["status"] == "APPROVED",
         "the template's approval",
     )
     return str(tid)
@@ -439,7 +438,9 @@ def test_campaigns_wizard_progress_and_steering(
                 "name": "Held",
                 "template": {"name": "festive_offer", "language": "en_US"},
                 "audience": {"tags": ["held"]},
-                "parameters": {"body": [{"field": "first_name", "fallback": "you"}, {"value": "A"}]},
+                "parameters": {
+                    "body": [{"field": "first_name", "fallback": "you"}, {"value": "A"}]
+                },
                 "start": True,
             },
         )

@@ -33,7 +33,7 @@ from aisoule.workspaces import service as workspace_service
 router = APIRouter()
 
 PER_PAGE = 25
-RECIPIENTS_PER_PAGE = 50
+RECIPIENTS_PER_PAGE = 25
 BUCKETS = st.STAT_BUCKETS
 LIVE = frozenset({st.RUNNING})
 SOURCES = (
@@ -423,7 +423,13 @@ async def preview_campaign(request: Request, viewer: ViewerDep, session: DBSessi
     """The live count, a sample contact's message and the pre-flight, for the wizard as it is."""
     values = _values(await request.form())
     body, template, errors = await _definition(session, viewer, values)
-    ctx: dict[str, Any] = {"preflight": None, "sample": [], "errors": {}, "values": values}
+    ctx: dict[str, Any] = {
+        "preflight": None,
+        "sample": [],
+        "errors": {},
+        "values": values,
+        "slot_labels": {s["field"]: s["label"] for s in _slots(template)},
+    }
     if not errors:
         try:
             data = CampaignPreview.model_validate(body | {"name": body["name"] or None})
@@ -509,9 +515,17 @@ def _chart(timeline: Mapping[str, Any]) -> dict[str, Any]:
         "last": last,
         "start": timeline["start"],
         "end": points[-1] if points else None,
-        "minutes": timeline["width"] // 60,
+        "step": _step(int(timeline["width"])),
         "empty": n == 0,
     }
+
+
+def _step(seconds: int) -> str:
+    if seconds < 60:
+        return f"{seconds}-second"
+    if seconds < 3600:
+        return f"{seconds // 60}-minute"
+    return f"{seconds // 3600}-hour"
 
 
 async def _campaign_context(session: Any, viewer: web.Viewer, campaign_id: str) -> dict[str, Any]:

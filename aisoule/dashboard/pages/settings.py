@@ -17,6 +17,7 @@ from aisoule.audit.dependencies import request_origin
 from aisoule.audit.schemas import AuditEventType
 from aisoule.auth.scopes import DEFAULT_KEY_SCOPES, Scope
 from aisoule.contacts import service as contacts_service
+from aisoule.campaigns import service as campaigns_service
 from aisoule.dashboard import web
 from aisoule.dashboard.web import ViewerDep
 from aisoule.db.session import DBSession
@@ -49,6 +50,7 @@ async def home(request: Request, viewer: ViewerDep, session: DBSession) -> Respo
         session, ws, limit=1, offset=0, contact=None, status=None, direction=None
     )
     accounts, _ = await accounts_service.list_page(session, ws, limit=20, offset=0)
+    recent, campaigns = await campaigns_service.list_page(session, ws, limit=3, offset=0)
     steps = [
         {
             "done": messages > 0,
@@ -72,6 +74,14 @@ async def home(request: Request, viewer: ViewerDep, session: DBSession) -> Respo
             "href": "/contacts",
             "action": "Add a contact",
         },
+        {
+            "done": campaigns > 0,
+            "title": "Send a campaign",
+            "text": "One approved template to many contacts at once (a tag, a stage, a city), "
+            "each with their own values, with live delivery and read stats.",
+            "href": "/campaigns/new",
+            "action": "New campaign",
+        },
     ]
     return web.render(
         request,
@@ -79,7 +89,13 @@ async def home(request: Request, viewer: ViewerDep, session: DBSession) -> Respo
         {
             "steps": steps,
             "all_done": all(s["done"] for s in steps),
-            "counts": {"contacts": contacts.total or 0, "messages": messages, "keys": len(keys)},
+            "counts": {
+                "contacts": contacts.total or 0,
+                "messages": messages,
+                "keys": len(keys),
+                "campaigns": campaigns,
+            },
+            "recent_campaigns": recent,
             "accounts": accounts,
         },
         viewer=viewer,
