@@ -16,8 +16,8 @@ from aisoule.audit import service as audit
 from aisoule.audit.dependencies import request_origin
 from aisoule.audit.schemas import AuditEventType
 from aisoule.auth.scopes import DEFAULT_KEY_SCOPES, Scope
-from aisoule.contacts import service as contacts_service
 from aisoule.campaigns import service as campaigns_service
+from aisoule.contacts import service as contacts_service
 from aisoule.dashboard import web
 from aisoule.dashboard.web import ViewerDep
 from aisoule.db.session import DBSession
