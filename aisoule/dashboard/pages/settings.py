@@ -38,6 +38,9 @@ SCOPE_HELP = {
     Scope.accounts_read: "Read WhatsApp numbers",
     Scope.accounts_write: "Connect and change WhatsApp numbers",
     Scope.keys_manage: "Manage API keys (powerful: give it rarely)",
+    Scope.conversations_read: "Read the team inbox's conversations",
+    Scope.conversations_write: "Assign, resolve and answer conversations",
+    Scope.workspace_manage: "Manage the workspace's members and teams (powerful)",
 }
 
 
@@ -124,7 +127,7 @@ def _expiry(value: str, tz_name: str) -> tuple[datetime | None, str | None]:
 def _keys_context(keys: list[Any]) -> dict[str, Any]:
     return {
         "keys": [{"row": k, "status": status_of(k)} for k in keys],
-        "scopes": [(s.value, SCOPE_HELP[s]) for s in Scope],
+        "scopes": [(s.value, SCOPE_HELP.get(s, s.value)) for s in Scope],
         "default_scopes": set(DEFAULT_KEY_SCOPES),
     }
 
