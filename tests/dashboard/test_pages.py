@@ -7,7 +7,9 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
@@ -317,6 +319,26 @@ def test_campaign_forms_name_fields_and_the_chart_counts(ws: Workspace, server: 
             "/campaigns", data=form | {"when": "later", "scheduled_local": "2001-01-01T10:00"}
         )
         assert 'data-field="scheduled_local">must be in the future' in r.text
+        # A schedule is the reader's wall-clock time in their zone (the page sends its name).
+        local = (datetime.now(UTC) + timedelta(days=2)).astimezone(ZoneInfo("Asia/Kolkata"))
+        r = client.post(
+            "/campaigns",
+            data=form
+            | {
+                "p.body[1].value": "C1",
+                "when": "later",
+                "scheduled_local": local.strftime("%Y-%m-%dT%H:%M"),
+                "tz": "Asia/Kolkata",
+            },
+        )
+        assert r.status_code == 303, r.text
+        with ws.client() as api:
+            later = api.get(f"/api/campaigns/{r.headers['location'].rsplit('/', 1)[1]}")
+            c = later.json()["data"]["campaign"]
+        assert c["status"] == "scheduled"
+        assert c["scheduled_at"] == local.replace(second=0, microsecond=0).astimezone(UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        ), c["scheduled_at"]
         r = client.post("/campaigns", data=form | {"p.body[1].value": "C1"})
         assert r.status_code == 303, r.text
         url = r.headers["location"]
