@@ -449,6 +449,8 @@ async def preview_campaign(request: Request, viewer: ViewerDep, session: DBSessi
                 else None,
                 "sample_contact": first["contact"] if first else None,
             }
+    # A new wizard has no audience yet: that is the next step, not a mistake.
+    ctx["choose_audience"] = set(errors) == {"audience_all"} and not _audience(values)
     ctx["errors"] = errors
     return web.render(request, "campaign_preview.html", ctx, viewer=viewer)
 
