@@ -186,9 +186,15 @@ def redirect(request: Request, url: str) -> Response:
 
 async def undo(session: AsyncSession) -> None:
     """A refused action writes nothing: what the request did so far is rolled back before the
-    page answers (the request dependency then commits an empty transaction)."""
+    page answers (the request dependency then commits an empty transaction); the viewer's user
+    and workspaces are read again for the page's header."""
     queue.discard_pending(session)
+    # The rollback expires every loaded row; the page still shows who is logged in where
+    # (base.html), so those few are read again here rather than lazily (no I/O in a template).
+    shown = [o for o in session.identity_map.values() if isinstance(o, (User, Workspace))]
     await session.rollback()
+    for row in shown:
+        await session.refresh(row)
 
 
 FieldErrors = dict[str, str]

@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Integer, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -376,6 +376,42 @@ class MessageRepository:
             .order_by(MessageStatusEvent.at, MessageStatusEvent.id)
         )
         return result.scalars().all()
+
+    async def campaign_status_counts(
+        self,
+        workspace_id: uuid.UUID,
+        campaign_id: uuid.UUID,
+        start: datetime,
+        width_seconds: int,
+        buckets: int,
+        statuses: Sequence[str],
+    ) -> list[tuple[int, str, int]]:
+        """(bucket, status, events) of a campaign's messages' status history: bucket ``i``
+        holds the events at ``start + i * width`` up to the next; at most ``buckets`` times statuses
+        rows, whatever the campaign's size (one aggregate over its messages' history)."""
+        ev = MessageStatusEvent
+        begin = start.timestamp()
+        end = datetime.fromtimestamp(begin + width_seconds * buckets, tz=start.tzinfo)
+        if self.session.get_bind().dialect.name == "postgresql":
+            bucket: Any = func.floor((func.extract("epoch", ev.at) - begin) / width_seconds)
+        else:  # SQLite: integer seconds, integer division (every event is after start)
+            seconds = func.cast(func.strftime("%s", ev.at), Integer)
+            bucket = (seconds - int(begin)) / width_seconds
+        bucket = bucket.label("bucket")
+        stmt = (
+            select(bucket, ev.status, func.count())
+            .select_from(ev)
+            .join(Message, Message.id == ev.message_id)
+            .where(
+                Message.campaign_id == campaign_id,
+                Message.workspace_id == workspace_id,
+                ev.status.in_(list(statuses)),
+                ev.at >= start,
+                ev.at < end,
+            )
+            .group_by(bucket, ev.status)
+        )
+        return [(int(b), str(s), int(n)) for b, s, n in (await self.session.execute(stmt)).all()]
 
     async def template_recipients_since(
         self, workspace_id: uuid.UUID, account_id: uuid.UUID, since: datetime

@@ -889,6 +889,27 @@ async def reconcile(
     return [str(i) for i in due]
 
 
+async def campaign_status_counts(
+    session: AsyncSession,
+    workspace_id: uuid.UUID,
+    campaign_id: uuid.UUID,
+    *,
+    start: datetime,
+    width_seconds: int,
+    buckets: int,
+) -> list[tuple[int, str, int]]:
+    """How many of a campaign's messages reached sent, delivered, read or failed in each time
+    bucket after ``start`` (their status history, as Meta timed it): (bucket, status, count)."""
+    return await MessageRepository(session).campaign_status_counts(
+        workspace_id,
+        campaign_id,
+        start,
+        max(1, width_seconds),
+        max(1, buckets),
+        (st.SENT, st.DELIVERED, st.READ, st.FAILED),
+    )
+
+
 async def template_recipients_24h(
     session: AsyncSession, workspace_id: uuid.UUID, account_id: uuid.UUID, now: datetime
 ) -> int:

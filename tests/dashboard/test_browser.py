@@ -109,7 +109,8 @@ class Checked:
         # What a template leaks when it renders a Python object instead of its value (the home
         # page once showed "<built-in method keys of dict object at 0x...>" as the key count).
         text = page.inner_text("body")
-        for leak in ("<built-in method", " object at 0x", "None</", "Undefined", "{{", "{%"):
+        # ("{{1}}" is WhatsApp's variable syntax, shown on purpose; Jinja's is "{{ name }}".)
+        for leak in ("<built-in method", " object at 0x", "None</", "Undefined", "{{ ", "{%"):
             assert leak not in text, f"{name}: the page shows {leak!r}"
         SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
@@ -329,5 +330,152 @@ def test_a_new_users_first_session(browser: Browser, server: Server) -> None:
         "/templates/{id}",
         "/workspaces/new",
     }
+    assert pages <= check.seen, f"pages never checked: {sorted(pages - check.seen)}"
+    context.close()
+
+
+def _approved_template(api: httpx.Client, name: str, body: str, examples: list[str]) -> str:
+    r = api.post(
+        "/api/templates",
+        json={
+            "name": name,
+            "language": "en_US",
+            "category": "MARKETING",
+            "components": [
+                {"type": "BODY", "text": body, "example": {"body_text": [examples]}},
+                {"type": "FOOTER", "text": "Reply STOP to opt out"},
+            ],
+        },
+    )
+    assert r.status_code == 201, r.text
+    tid = r.json()["data"]["template"]["id"]
+    _wait_for(
+        lambda: api.get(f"/api/templates/{tid}").json()["data"]["template"]["status"] == "APPROVED",
+        "the template's approval",
+    )
+    return str(tid)
+
+
+def test_campaigns_wizard_progress_and_steering(
+    browser: Browser, server: Server, make_workspace: object
+) -> None:
+    """The campaign pages: the empty list, the wizard (live count, variables with a sample,
+    pre-flight, an error next to its field), a campaign that runs to completed with stats that
+    add up, and pause / resume / cancel / retarget on one held running by a slow number."""
+    ws = make_workspace()  # type: ignore[operator]
+    with ws.client() as api:
+        for i, first in enumerate(("Priya", "Ravi", None)):
+            body: dict[str, object] = {"phone_number": f"+9198200000{i:02d}", "tags": ["camp"]}
+            if first:
+                body["name"] = f"{first} Kumar"
+            assert api.post("/api/contacts", json=body).status_code == 201
+        _approved_template(api, "festive_offer", "Hi {{1}}, use {{2}} today.", ["Priya", "X"])
+        account = api.get("/api/accounts").json()["data"]["accounts"][0]["id"]
+
+    context = browser.new_context(viewport=DESKTOP, base_url=server.url)
+    page = context.new_page()
+    page.set_default_timeout(20_000)
+    check = Checked(page, urlsplit(server.url).netloc)
+    page.goto("/login")
+    page.get_by_label("Email").fill(ws.email)
+    page.get_by_label("Password").fill(ws.password)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("heading", name="Get started")).to_be_visible()
+
+    # -- the empty list, then the wizard ---------------------------------------------------
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Campaigns").click()
+    expect(page.get_by_role("heading", name="No campaigns yet")).to_be_visible()
+    check("campaigns-empty")
+    page.get_by_role("link", name="Create your first campaign").click()
+    expect(page.locator(".template-preview .wa-body")).to_have_text("Hi Priya, use X today.")
+    page.get_by_label("Campaign name").fill("Festive offer")
+    page.get_by_label("Any of these tags").fill("camp")
+    expect(page.locator("#audience-count")).to_contain_text("3 contacts match")
+    first, second = page.locator("[data-param='body[0]']"), page.locator("[data-param='body[1]']")
+    first.get_by_label("Fill with").select_option("first_name")
+    first.get_by_label("When the contact has none").fill("there")
+    second.get_by_label("Fill with").select_option("value")
+    expect(second.get_by_label("When the contact has none")).to_be_hidden()
+    # A fixed value left empty: the service names parameters.body[1], shown in its row.
+    page.get_by_label("Start now").check()
+    page.get_by_role("button", name="Create campaign").click()
+    expect(page.locator("[data-param='body[1]'] .error")).to_contain_text("must not be empty")
+    check("campaign-new-error")
+    page.locator("[data-param='body[1]']").get_by_label("Value").fill("FEST10")
+    expect(page.locator("#preview .wa-body")).to_have_text("Hi Priya, use FEST10 today.")
+    expect(page.locator("[data-preflight=opted_out]")).to_have_text("0")
+    expect(page.locator("[data-preflight=duration]")).to_contain_text("second")
+    check("campaign-new")
+    page.get_by_role("button", name="Create campaign").click()
+
+    # -- it runs to completed, live, and the stats add up ------------------------------------
+    expect(page.get_by_role("heading", name="Festive offer")).to_be_visible()
+    page.evaluate("window.__noReload = true")
+    expect(page.locator("#progress[data-status=completed]")).to_have_count(1)
+    expect(page.locator("[data-bucket=read] .n")).to_have_text("3")
+    assert page.evaluate("window.__noReload") is True  # polled, never reloaded
+    stats = {
+        b: int(page.locator(f"[data-bucket={b}] .n").inner_text().replace(",", ""))
+        for b in ("skipped", "pending", "sent", "delivered", "read", "failed", "unknown")
+    }
+    assert sum(stats.values()) == int(page.locator("[data-stat=total]").inner_text()) == 3
+    expect(page.locator("#timeline-desc")).to_contain_text("3 read")
+    page.get_by_label("Outcome", exact=True).select_option("read")
+    expect(page.locator("#recipients tbody tr[data-status=read]")).to_have_count(3)
+    check("campaign")
+    with ws.client() as api:
+        sent = api.get("/api/messages", params={"per_page": 10}).json()["data"]["messages"]
+        texts = sorted(m.get("preview") or "" for m in sent)
+    assert any("Hi there, use FEST10" in t for t in texts), texts
+
+    # -- a held campaign: pause, resume, cancel (confirmed), retarget --------------------------
+    with ws.client() as api:
+        for i in range(60):
+            api.post("/api/contacts", json={"phone_number": f"+9198300{i:05d}", "tags": ["held"]})
+        assert api.put(f"/api/accounts/{account}", json={"throughput": 1}).status_code == 200
+        r = api.post(
+            "/api/campaigns",
+            json={
+                "name": "Held",
+                "template": {"name": "festive_offer", "language": "en_US"},
+                "audience": {"tags": ["held"]},
+                "parameters": {
+                    "body": [{"field": "first_name", "fallback": "you"}, {"value": "A"}]
+                },
+                "start": True,
+            },
+        )
+        assert r.status_code == 201, r.text
+        held = r.json()["data"]["campaign"]["id"]
+    try:
+        page.goto("/campaigns?status=running")
+        expect(page.locator("tr[data-campaign=Held]")).to_have_count(1)
+        check("campaigns")
+        page.get_by_role("link", name="Held").click()
+        page.evaluate("window.__noReload = true")
+        page.get_by_role("button", name="Pause").click()
+        expect(page.locator("#progress[data-status=paused]")).to_have_count(1)
+        expect(page.get_by_text("Paused: nothing more is sent")).to_be_visible()
+        page.get_by_role("button", name="Resume").click()
+        expect(page.locator("#progress[data-status=running]")).to_have_count(1)
+        check("campaign-running")
+        page.once("dialog", lambda d: d.accept())
+        page.get_by_role("button", name="Cancel campaign").click()
+        expect(page.locator("#progress[data-status=cancelled]")).to_have_count(1)
+        assert page.evaluate("window.__noReload") is True
+        page.get_by_role("link", name="Retarget failed and unknown").click()
+        expect(page.get_by_label("Recipients of an earlier campaign")).to_have_value(held)
+        expect(page.get_by_label("failed")).to_be_checked()
+        expect(page.get_by_label("unknown")).to_be_checked()
+        expect(page.get_by_label("Campaign name")).to_have_value("Held (retarget)")
+        check("campaign-retarget")
+    finally:
+        with ws.client() as api:
+            api.post(f"/api/campaigns/{held}/cancel")
+            api.put(f"/api/accounts/{account}", json={"throughput": 80})
+
+    assert check.foreign == [], check.foreign
+    assert check.problems == [], "\n".join(check.problems)
+    pages = {"/campaigns", "/campaigns/new", "/campaigns/{id}"}
     assert pages <= check.seen, f"pages never checked: {sorted(pages - check.seen)}"
     context.close()

@@ -5,13 +5,17 @@ pages by keyset with its filters, and the forgotten-password command works."""
 from __future__ import annotations
 
 import re
+import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import httpx
 import pytest
 
 from aisoule.dashboard.pages import ROUTERS
+from tests.campaigns.helpers import approved_template
 from tests.conftest import Workspace
 from tests.servers import Server
 
@@ -31,7 +35,8 @@ def dashboard_client(server: Server, email: str, password: str) -> tuple[httpx.C
 
 
 def _ids(ws: Workspace) -> dict[str, str]:
-    """One id of each kind in the workspace: a contact, a key, a number, a template."""
+    """One id of each kind in the workspace: a contact, a key, a number, a template, a
+    campaign (a draft)."""
     with ws.client() as api:
         contact = api.post("/api/contacts", json={"phone_number": "+919800000001"}).json()
         account = api.get("/api/accounts").json()["data"]["accounts"][0]
@@ -45,7 +50,17 @@ def _ids(ws: Workspace) -> dict[str, str]:
             },
         )
         assert tpl.status_code == 201, tpl.text
+        campaign = api.post(
+            "/api/campaigns",
+            json={
+                "name": "iso campaign",
+                "template": {"name": "iso_check", "language": "en_US"},
+                "audience": {"all": True},
+            },
+        )
+        assert campaign.status_code == 201, campaign.text
     return {
+        "campaign": campaign.json()["data"]["campaign"]["id"],
         "contact": contact["data"]["contact"]["id"],
         "key": ws.key_id,
         "account": account["id"],
@@ -67,6 +82,15 @@ ID_PAGES: dict[tuple[str, str], str] = {
     ("POST", "/numbers/{account_id}/simulate"): "account",
     ("GET", "/templates/{template_id}"): "template",
     ("POST", "/templates/{template_id}/delete"): "template",
+    ("GET", "/campaigns/{campaign_id}"): "campaign",
+    ("GET", "/campaigns/{campaign_id}/chart"): "campaign",
+    ("GET", "/campaigns/{campaign_id}/recipients"): "campaign",
+    ("POST", "/campaigns/{campaign_id}/start"): "campaign",
+    ("POST", "/campaigns/{campaign_id}/pause"): "campaign",
+    ("POST", "/campaigns/{campaign_id}/resume"): "campaign",
+    ("POST", "/campaigns/{campaign_id}/cancel"): "campaign",
+    ("POST", "/campaigns/{campaign_id}/resend-unknown"): "campaign",
+    ("POST", "/campaigns/{campaign_id}/delete"): "campaign",
 }
 
 
@@ -112,6 +136,10 @@ def test_another_workspaces_ids_answer_404(make_workspace: Any, server: Server) 
     with theirs.client() as api:
         assert api.get(f"/api/contacts/{victim['contact']}").status_code == 200
         assert api.get(f"/api/templates/{victim['template']}").status_code == 200
+        campaign = api.get(f"/api/campaigns/{victim['campaign']}")
+        assert campaign.status_code == 200 and campaign.json()["data"]["campaign"]["status"] == (
+            "draft"
+        )
         assert api.get("/api/contacts").status_code == 200  # their key still works
 
 
@@ -127,6 +155,8 @@ def _posts(ids: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
         ("/numbers", {"phone_number_id": "1", "waba_id": "2", "access_token": "t"}),
         ("/templates", {"name": "x", "language": "en_US", "body": "Hi"}),
         ("/templates/sync", {}),
+        ("/campaigns", {"name": "c", "template_id": ids["template"], "audience_all": "1"}),
+        ("/campaigns/preview", {"template_id": ids["template"], "audience_all": "1"}),
     ]
     for (method, path), kind in ID_PAGES.items():
         if method == "POST":
@@ -167,6 +197,8 @@ def test_every_form_refuses_a_missing_or_wrong_csrf_token(ws: Workspace, server:
     assert every_post <= posted, sorted(every_post - posted)
     with ws.client() as api:
         assert api.get(f"/api/contacts/{ids['contact']}").status_code == 200
+        assert api.get(f"/api/campaigns/{ids['campaign']}").status_code == 200
+        assert api.get("/api/campaigns").json()["data"]["total"] == 1  # the form made none
 
 
 def test_contacts_page_keyset_pages_and_filters(ws: Workspace, server: Server) -> None:
@@ -233,3 +265,104 @@ def test_a_forgotten_password_is_reset_by_the_operator(ws: Workspace, server: Se
 def test_pages_ask_for_a_login(anon: httpx.Client, path: str) -> None:
     r = anon.get(path, headers=PAGE)
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
+def test_campaign_forms_name_fields_and_the_chart_counts(ws: Workspace, server: Server) -> None:
+    """The wizard's posts over plain HTTP: errors at the input the service names, a live
+    preview, a start over the form, and the chart's series from the status history (its
+    per-bucket query runs on both databases)."""
+    with ws.client() as api:
+        approved_template(
+            api,
+            {
+                "name": "pages_offer",
+                "language": "en_US",
+                "category": "MARKETING",
+                "components": [
+                    {
+                        "type": "BODY",
+                        "text": "Hi {{1}}, code {{2}}",
+                        "example": {"body_text": [["Priya", "X"]]},
+                    }
+                ],
+            },
+        )
+        for i in range(2):
+            body = {"phone_number": f"+9198700000{i:02d}", "name": f"P{i}", "tags": ["pg"]}
+            assert api.post("/api/contacts", json=body).status_code == 201
+        tid = api.get("/api/templates").json()["data"]["templates"][0]["id"]
+    client, csrf = dashboard_client(server, ws.email, ws.password)
+    form = {
+        "csrf_token": csrf,
+        "name": "Pages",
+        "template_id": tid,
+        "tags": "pg",
+        "p.body[0].source": "first_name",
+        "p.body[1].source": "value",
+        "p.body[1].value": "",
+        "when": "now",
+    }
+    try:
+        r = client.post("/campaigns", data=form)
+        assert r.status_code == 422
+        assert re.search(r'data-field="parameters.body\[1\]">must not be empty', r.text), r.text
+        r = client.post("/campaigns/preview", data=form)
+        assert "<strong>Body variable 2</strong>: must not be empty" in r.text, r.text
+        r = client.post(
+            "/campaigns/preview", data=form | {"tags": "nobody", "p.body[1].value": "C"}
+        )
+        assert 'data-problem="audience_empty"' in r.text
+        r = client.post("/campaigns/preview", data=form | {"p.body[1].value": "C1"})
+        assert re.search(r'<span class="n">2</span> contacts match', r.text), r.text
+        assert "Hi P0, code C1" in r.text
+        r = client.post(
+            "/campaigns", data=form | {"when": "later", "scheduled_local": "2001-01-01T10:00"}
+        )
+        assert 'data-field="scheduled_local">must be in the future' in r.text
+        # A schedule is the reader's wall-clock time in their zone (the page sends its name).
+        local = (datetime.now(UTC) + timedelta(days=2)).astimezone(ZoneInfo("Asia/Kolkata"))
+        r = client.post(
+            "/campaigns",
+            data=form
+            | {
+                "p.body[1].value": "C1",
+                "when": "later",
+                "scheduled_local": local.strftime("%Y-%m-%dT%H:%M"),
+                "tz": "Asia/Kolkata",
+            },
+        )
+        assert r.status_code == 303, r.text
+        with ws.client() as api:
+            later = api.get(f"/api/campaigns/{r.headers['location'].rsplit('/', 1)[1]}")
+            c = later.json()["data"]["campaign"]
+        assert c["status"] == "scheduled"
+        assert c["scheduled_at"] == local.replace(second=0, microsecond=0).astimezone(UTC).strftime(
+            "%Y-%m-%dT%H:%M:%SZ"
+        ), c["scheduled_at"]
+        r = client.post("/campaigns", data=form | {"p.body[1].value": "C1"})
+        assert r.status_code == 303, r.text
+        url = r.headers["location"]
+        with ws.client() as api:
+            cid = url.rsplit("/", 1)[1]
+
+            def done() -> bool:
+                c = api.get(f"/api/campaigns/{cid}").json()["data"]["campaign"]
+                return c["status"] == "completed" and c["stats"]["read"] == 2
+
+            deadline = time.monotonic() + 30
+            while not done():
+                assert time.monotonic() < deadline, "the campaign never completed"
+                time.sleep(0.2)
+        chart = client.get(f"{url}/chart").text
+        assert "2 sent, 2 delivered, 2 read, 0 failed" in chart, chart
+        page = client.get(url).text
+        assert 'data-status="completed"' in page and 'data-bucket="read"' in page
+        read = client.get(
+            f"{url}/recipients?status=read",
+            headers={"HX-Request": "true", "HX-Target": "recipients"},
+        )
+        assert read.text.count('<tr data-status="read">') == 2
+        assert 'data-campaign="Pages"' in client.get("/campaigns?status=completed").text
+        assert "No completed campaigns" not in client.get("/campaigns?status=completed").text
+    finally:
+        client.close()

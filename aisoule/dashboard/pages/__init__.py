@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from aisoule.dashboard.pages import auth, contacts, settings, whatsapp
+from aisoule.dashboard.pages import auth, campaigns, contacts, settings, whatsapp
 
-ROUTERS: list[APIRouter] = [auth.router, settings.router, contacts.router, whatsapp.router]
+ROUTERS: list[APIRouter] = [
+    auth.router,
+    settings.router,
+    contacts.router,
+    whatsapp.router,
+    campaigns.router,
+]

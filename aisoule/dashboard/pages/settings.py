@@ -16,6 +16,7 @@ from aisoule.audit import service as audit
 from aisoule.audit.dependencies import request_origin
 from aisoule.audit.schemas import AuditEventType
 from aisoule.auth.scopes import DEFAULT_KEY_SCOPES, Scope
+from aisoule.campaigns import service as campaigns_service
 from aisoule.contacts import service as contacts_service
 from aisoule.dashboard import web
 from aisoule.dashboard.web import ViewerDep
@@ -37,6 +38,9 @@ SCOPE_HELP = {
     Scope.accounts_read: "Read WhatsApp numbers",
     Scope.accounts_write: "Connect and change WhatsApp numbers",
     Scope.keys_manage: "Manage API keys (powerful: give it rarely)",
+    Scope.conversations_read: "Read the team inbox's conversations",
+    Scope.conversations_write: "Assign, resolve and answer conversations",
+    Scope.workspace_manage: "Manage the workspace's members and teams (powerful)",
 }
 
 
@@ -49,6 +53,7 @@ async def home(request: Request, viewer: ViewerDep, session: DBSession) -> Respo
         session, ws, limit=1, offset=0, contact=None, status=None, direction=None
     )
     accounts, _ = await accounts_service.list_page(session, ws, limit=20, offset=0)
+    recent, campaigns = await campaigns_service.list_page(session, ws, limit=3, offset=0)
     steps = [
         {
             "done": messages > 0,
@@ -72,6 +77,14 @@ async def home(request: Request, viewer: ViewerDep, session: DBSession) -> Respo
             "href": "/contacts",
             "action": "Add a contact",
         },
+        {
+            "done": campaigns > 0,
+            "title": "Send a campaign",
+            "text": "One approved template to many contacts at once (a tag, a stage, a city), "
+            "each with their own values, with live delivery and read stats.",
+            "href": "/campaigns/new",
+            "action": "New campaign",
+        },
     ]
     return web.render(
         request,
@@ -79,7 +92,13 @@ async def home(request: Request, viewer: ViewerDep, session: DBSession) -> Respo
         {
             "steps": steps,
             "all_done": all(s["done"] for s in steps),
-            "counts": {"contacts": contacts.total or 0, "messages": messages, "keys": len(keys)},
+            "counts": {
+                "contacts": contacts.total or 0,
+                "messages": messages,
+                "keys": len(keys),
+                "campaigns": campaigns,
+            },
+            "recent_campaigns": recent,
             "accounts": accounts,
         },
         viewer=viewer,
@@ -108,7 +127,7 @@ def _expiry(value: str, tz_name: str) -> tuple[datetime | None, str | None]:
 def _keys_context(keys: list[Any]) -> dict[str, Any]:
     return {
         "keys": [{"row": k, "status": status_of(k)} for k in keys],
-        "scopes": [(s.value, SCOPE_HELP[s]) for s in Scope],
+        "scopes": [(s.value, SCOPE_HELP.get(s, s.value)) for s in Scope],
         "default_scopes": set(DEFAULT_KEY_SCOPES),
     }
 

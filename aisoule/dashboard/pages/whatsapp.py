@@ -345,7 +345,7 @@ def _fill(text: str, values: dict[str, str]) -> str:
     return _VAR.sub(lambda m: values.get(m.group(1), m.group(0)), text)
 
 
-def _bubble(row: Any) -> dict[str, Any]:
+def bubble(row: Any) -> dict[str, Any]:
     """The template as the preview bubble shows it: variables filled from its examples."""
     parts: dict[str, Any] = {"header": None, "body": "", "footer": None, "buttons": []}
     for comp in row.components or []:
@@ -380,7 +380,7 @@ async def template_page(
     template_id: str, request: Request, viewer: ViewerDep, session: DBSession
 ) -> Response:
     row = await templates_service.get(session, viewer.workspace_id, template_id)
-    ctx = {"t": row, "bubble": _bubble(row), "polling": row.status == "PENDING"}
+    ctx = {"t": row, "bubble": bubble(row), "polling": row.status == "PENDING"}
     template = (
         "template_status.html"
         if web.is_htmx(request) and request.headers.get("hx-target") == "status"

@@ -16,6 +16,7 @@
       el.setAttribute("data-local", "");
     });
     root.querySelectorAll("input[data-tz]").forEach(function (el) { el.value = zone; });
+    root.querySelectorAll("[data-tz-name]").forEach(function (el) { el.textContent = zone ? " (" + zone + ")" : ""; });
   }
 
   function focusFirstError(root) {
@@ -99,6 +100,16 @@
       });
     }
   });
+
+  /* An error next to a field goes once the field is edited (the next answer says again). */
+  function clearError(ev) {
+    var box = ev.target.closest && ev.target.closest(".field.invalid, .param.invalid");
+    if (!box || box.dataset.keepError !== undefined) return;
+    box.classList.remove("invalid");
+    box.querySelectorAll("[aria-invalid=true]").forEach(function (el) { el.removeAttribute("aria-invalid"); });
+    box.querySelectorAll(".error[data-field]").forEach(function (el) { el.hidden = true; });
+  }
+  document.addEventListener("input", clearError);
 
   document.addEventListener("DOMContentLoaded", function () { wire(document); });
   document.addEventListener("htmx:afterSettle", function (ev) {
