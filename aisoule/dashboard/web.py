@@ -103,6 +103,24 @@ class Viewer:
     def is_owner(self) -> bool:
         return self.role == "owner"
 
+    def can(self, scope: str) -> bool:
+        """The member's role grants ``scope`` (aisoule.auth.scopes.ROLE_SCOPES)."""
+        return scope in self.principal.scopes
+
+    @property
+    def manages(self) -> bool:
+        """Owners and admins: members, invitations, inbox settings."""
+        return self.can("workspace:manage")
+
+
+def require(viewer: Viewer, scope: str, what: str) -> None:
+    """A page or action the viewer's role does not grant: 403 (the nav hides it too)."""
+    if not viewer.can(scope):
+        raise Forbidden(
+            f"{what} is for workspace owners and admins (your role: {viewer.role})",
+            code="role_forbidden",
+        )
+
 
 async def _csrf_sent(request: Request) -> str:
     header = request.headers.get(CSRF_HEADER)

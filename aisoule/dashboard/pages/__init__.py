@@ -4,6 +4,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from aisoule.dashboard.pages import auth, contacts, settings, whatsapp
+from aisoule.dashboard.pages import auth, canned, contacts, inbox, settings, team, whatsapp
 
-ROUTERS: list[APIRouter] = [auth.router, settings.router, contacts.router, whatsapp.router]
+ROUTERS: list[APIRouter] = [
+    auth.router,
+    settings.router,
+    contacts.router,
+    whatsapp.router,
+    inbox.router,
+    team.router,
+    canned.router,
+]

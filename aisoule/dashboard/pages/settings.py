@@ -73,6 +73,8 @@ async def home(request: Request, viewer: ViewerDep, session: DBSession) -> Respo
             "action": "Add a contact",
         },
     ]
+    if not viewer.can("keys:manage"):  # an agent's checklist: what their role can do
+        steps = [s for s in steps if s["href"] != "/settings/api-keys"]
     return web.render(
         request,
         "home.html",
@@ -115,6 +117,7 @@ def _keys_context(keys: list[Any]) -> dict[str, Any]:
 
 @router.get("/settings/api-keys")
 async def api_keys(request: Request, viewer: ViewerDep, session: DBSession) -> Response:
+    web.require(viewer, "keys:manage", "Managing API keys")
     keys = await key_service.list_keys(session, viewer.workspace_id)
     return web.render(
         request,
@@ -126,6 +129,7 @@ async def api_keys(request: Request, viewer: ViewerDep, session: DBSession) -> R
 
 @router.post("/settings/api-keys")
 async def create_api_key(request: Request, viewer: ViewerDep, session: DBSession) -> Response:
+    web.require(viewer, "keys:manage", "Managing API keys")
     form = await request.form()
     values: dict[str, Any] = {
         "name": web.form_value(form, "name"),
@@ -187,6 +191,7 @@ def _key_id(key_id: str) -> Any:
 async def revoke_api_key(
     key_id: str, request: Request, viewer: ViewerDep, session: DBSession
 ) -> Response:
+    web.require(viewer, "keys:manage", "Managing API keys")
     row, revoked_now = await key_service.revoke_key(session, viewer.workspace_id, _key_id(key_id))
     request.app.state.key_cache.invalidate()
     if revoked_now:
@@ -250,6 +255,7 @@ def chart(usage: KeyUsage) -> dict[str, Any]:
 async def api_key_detail(
     key_id: str, request: Request, viewer: ViewerDep, session: DBSession
 ) -> Response:
+    web.require(viewer, "keys:manage", "Managing API keys")
     usage = await key_service.usage(session, viewer.workspace_id, _key_id(key_id))
     return web.render(
         request,
