@@ -13,6 +13,7 @@ import pytest
 
 from aisoule.dashboard.pages import ROUTERS
 from tests.conftest import Workspace
+from tests.inbox.helpers import invite, start_conversation
 from tests.servers import Server
 
 PAGE = {"Accept": "text/html"}
@@ -45,11 +46,25 @@ def _ids(ws: Workspace) -> dict[str, str]:
             },
         )
         assert tpl.status_code == 201, tpl.text
+        canned = api.post(
+            "/api/canned-responses", json={"short_code": "iso", "content": "Hello from iso"}
+        )
+        assert canned.status_code == 201, canned.text
+    _, conv = start_conversation(ws)
+    invitation = ws.session.post(
+        "/api/invitations", json={"email": f"iso-{uuid.uuid4().hex[:8]}@example.com"}
+    )
+    assert invitation.status_code == 201, invitation.text
+    owner = ws.session.get("/api/members").json()["data"]["members"][0]
     return {
         "contact": contact["data"]["contact"]["id"],
         "key": ws.key_id,
         "account": account["id"],
         "template": tpl.json()["data"]["template"]["id"],
+        "conversation": conv["id"],
+        "canned": canned.json()["data"]["canned_response"]["id"],
+        "invitation": invitation.json()["data"]["invitation"]["id"],
+        "member": owner["user_id"],
     }
 
 
@@ -67,6 +82,21 @@ ID_PAGES: dict[tuple[str, str], str] = {
     ("POST", "/numbers/{account_id}/simulate"): "account",
     ("GET", "/templates/{template_id}"): "template",
     ("POST", "/templates/{template_id}/delete"): "template",
+    ("GET", "/inbox/{conversation_id}"): "conversation",
+    ("GET", "/inbox/{conversation_id}/pane"): "conversation",
+    ("GET", "/inbox/{conversation_id}/composer"): "conversation",
+    ("POST", "/inbox/{conversation_id}/read"): "conversation",
+    ("POST", "/inbox/{conversation_id}/claim"): "conversation",
+    ("POST", "/inbox/{conversation_id}/assign"): "conversation",
+    ("POST", "/inbox/{conversation_id}/status"): "conversation",
+    ("POST", "/inbox/{conversation_id}/labels"): "conversation",
+    ("POST", "/inbox/{conversation_id}/reply"): "conversation",
+    ("POST", "/inbox/{conversation_id}/notes"): "conversation",
+    ("POST", "/canned-responses/{canned_id}"): "canned",
+    ("POST", "/canned-responses/{canned_id}/delete"): "canned",
+    ("POST", "/team/invitations/{invitation_id}/revoke"): "invitation",
+    ("POST", "/team/members/{user_id}"): "member",
+    ("POST", "/team/members/{user_id}/remove"): "member",
 }
 
 
@@ -101,6 +131,12 @@ def test_another_workspaces_ids_answer_404(make_workspace: Any, server: Server) 
                         "text": "x",
                         "inbound_text": "x",
                         "phone": "+14155550100",
+                        "note": "x",
+                        "status": "pending",
+                        "add": "x",
+                        "role": "agent",
+                        "short_code": "x",
+                        "content": "x",
                     },
                 )
             assert r.status_code == 404, (method, url, r.status_code)
@@ -127,6 +163,10 @@ def _posts(ids: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
         ("/numbers", {"phone_number_id": "1", "waba_id": "2", "access_token": "t"}),
         ("/templates", {"name": "x", "language": "en_US", "body": "Hi"}),
         ("/templates/sync", {}),
+        ("/team/invitations", {"email": "someone@example.com", "role": "agent"}),
+        ("/team/me", {"available": "no"}),
+        ("/team/settings", {"only_assignee_replies": "on"}),
+        ("/canned-responses", {"short_code": "x", "content": "x"}),
     ]
     for (method, path), kind in ID_PAGES.items():
         if method == "POST":
@@ -145,12 +185,12 @@ def test_every_form_refuses_a_missing_or_wrong_csrf_token(ws: Workspace, server:
                 r = client.post(url, data=body)
                 assert r.status_code == 403, (url, token, r.status_code)
                 assert "CSRF" in r.text
-            posted.add(re.sub(r"[0-9a-f-]{36}", "{id}", url))
+            posted.add(re.sub(r"/\d+(?=/|$)", "/{id}", re.sub(r"[0-9a-f-]{36}", "{id}", url)))
         # The anonymous forms: a double-submit token (cookie + field).
         anon = httpx.Client(base_url=server.url, timeout=30, headers=PAGE)
         with anon:
             anon.get("/login")
-            for url in ("/login", "/signup"):
+            for url in ("/login", "/signup", "/invitations/accept"):
                 r = anon.post(url, data={"email": ws.email, "password": ws.password})
                 assert r.status_code == 403, url
                 r = anon.post(
@@ -163,6 +203,7 @@ def test_every_form_refuses_a_missing_or_wrong_csrf_token(ws: Workspace, server:
     every_post = {re.sub(r"\{\w+\}", "{id}", p) for m, p in _routes() if m == "POST"} - {
         "/login",
         "/signup",
+        "/invitations/accept",
     }
     assert every_post <= posted, sorted(every_post - posted)
     with ws.client() as api:
@@ -233,3 +274,38 @@ def test_a_forgotten_password_is_reset_by_the_operator(ws: Workspace, server: Se
 def test_pages_ask_for_a_login(anon: httpx.Client, path: str) -> None:
     r = anon.get(path, headers=PAGE)
     assert r.status_code == 303 and r.headers["location"].startswith("/login")
+
+
+def test_an_agent_sees_and_reaches_only_what_the_role_allows(ws: Workspace) -> None:
+    agent = invite(ws, "agent")
+    c = agent.client
+    c.headers["Accept"] = "text/html"
+    home = c.get("/")
+    assert home.status_code == 200
+    assert 'href="/inbox"' in home.text and 'href="/team"' in home.text
+    assert 'href="/settings/api-keys"' not in home.text
+    assert "Audit log" not in home.text
+    numbers = c.get("/numbers").text
+    assert "Connect a real number" not in numbers
+    assert "Invite someone" not in c.get("/team").text
+    for method, url, data in [
+        ("GET", "/settings/api-keys", {}),
+        ("POST", "/settings/api-keys", {"name": "k"}),
+        ("POST", "/numbers", {"phone_number_id": "1", "waba_id": "2", "access_token": "t"}),
+        ("GET", "/templates/new", {}),
+        ("POST", "/templates", {"name": "x", "language": "en_US", "body": "Hi"}),
+        ("POST", "/team/invitations", {"email": "x@example.com", "role": "agent"}),
+        ("POST", "/team/settings", {"only_assignee_replies": "on"}),
+        ("POST", f"/team/members/{agent.user_id}", {"role": "admin"}),
+        ("GET", "/settings/audit-log", {}),
+    ]:
+        r = c.get(url) if method == "GET" else c.post(url, data=data)
+        assert r.status_code == 403, (method, url, r.status_code)
+    # What an agent may: the inbox, canned responses, their own availability.
+    assert c.get("/inbox").status_code == 200
+    assert c.get("/canned-responses").status_code == 200
+    assert c.post("/team/me", data={"available": "no"}).status_code == 303
+    members = ws.session.get("/api/members").json()["data"]["members"]
+    assert next(m for m in members if m["user_id"] == agent.user_id)["available"] is False
+    assert ws.session.get("/api/invitations").status_code == 200
+    c.close()
