@@ -202,11 +202,19 @@ def redirect(request: Request, url: str) -> Response:
     return RedirectResponse(url, status_code=303)
 
 
-async def undo(session: AsyncSession) -> None:
+async def undo(session: AsyncSession, viewer: Viewer | None = None) -> None:
     """A refused action writes nothing: what the request did so far is rolled back before the
-    page answers (the request dependency then commits an empty transaction)."""
+    page answers (the request dependency then commits an empty transaction). The rollback
+    expires every loaded row; with ``viewer``, its user and workspaces are loaded again, so the
+    page that answers can still show them (no lazy load outside the async context)."""
     queue.discard_pending(session)
     await session.rollback()
+    if viewer is not None:
+        await session.refresh(viewer.user)
+        await session.refresh(viewer.workspace)
+        for ws, _ in viewer.workspaces:
+            if ws is not viewer.workspace:
+                await session.refresh(ws)
 
 
 FieldErrors = dict[str, str]

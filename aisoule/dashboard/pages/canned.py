@@ -65,7 +65,7 @@ async def create_canned(request: Request, viewer: ViewerDep, session: DBSession)
         try:
             await conversations.create_canned(session, viewer.workspace_id, data)
         except AisouleError as exc:
-            await web.undo(session)
+            await web.undo(session, viewer)
             errors = web.errors_of(exc)
     if errors:
         return await _page(request, session, viewer, errors=errors, values=values, status_code=422)
@@ -86,10 +86,10 @@ async def update_canned(
         try:
             await conversations.update_canned(session, viewer.workspace_id, canned_id, data)
         except NotFound:
-            await web.undo(session)
+            await web.undo(session, viewer)
             raise
         except AisouleError as exc:
-            await web.undo(session)
+            await web.undo(session, viewer)
             errors = web.errors_of(exc)
     if errors:
         return await _page(

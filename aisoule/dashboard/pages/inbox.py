@@ -252,7 +252,7 @@ async def _may_reply(session: Any, viewer: web.Viewer, conv: dict[str, Any]) -> 
         settings is not None
         and settings.only_assignee_replies
         and held is not None
-        and held["id"] != str(viewer.user.id)
+        and held["id"] != str(viewer.principal.user_id)
     )
 
 
@@ -284,7 +284,7 @@ async def _pane_context(session: Any, viewer: web.Viewer, cid: str) -> dict[str,
             return "nobody"
         return (
             "you"
-            if str(user_id) == str(viewer.user.id)
+            if str(user_id) == str(viewer.principal.user_id)
             else names.get(str(user_id), "a former member")
         )
 
@@ -312,7 +312,7 @@ async def _pane_context(session: Any, viewer: web.Viewer, cid: str) -> dict[str,
         "c": conv,
         "items": items,
         "members": members,
-        "mine": held is not None and held["id"] == str(viewer.user.id),
+        "mine": held is not None and held["id"] == str(viewer.principal.user_id),
         "statuses": STATUSES,
         "pane_errors": {},
     }
@@ -392,15 +392,15 @@ async def _pane_answer(
     )
 
 
-async def _act(session: Any, action: Any) -> web.FieldErrors:
+async def _act(session: Any, viewer: web.Viewer, action: Any) -> web.FieldErrors:
     """Run a service call; a refusal is shown next to the form (a foreign id stays a 404)."""
     try:
         await action
     except NotFound:
-        await web.undo(session)
+        await web.undo(session, viewer)
         raise
     except AisouleError as exc:
-        await web.undo(session)
+        await web.undo(session, viewer)
         return web.errors_of(exc)
     return {}
 
@@ -421,7 +421,9 @@ async def mark_read(
 async def claim(
     conversation_id: str, request: Request, viewer: ViewerDep, session: DBSession
 ) -> Response:
-    errors = await _act(session, conversations.claim(session, viewer.principal, conversation_id))
+    errors = await _act(
+        session, viewer, conversations.claim(session, viewer.principal, conversation_id)
+    )
     return await _pane_answer(request, session, viewer, conversation_id, errors)
 
 
@@ -433,7 +435,9 @@ async def assign(
     target = web.form_value(form, "assignee_id") or None
     reason = web.form_value(form, "reason")[:500] or None
     errors = await _act(
-        session, conversations.assign(session, viewer.principal, conversation_id, target, reason)
+        session,
+        viewer,
+        conversations.assign(session, viewer.principal, conversation_id, target, reason),
     )
     return await _pane_answer(request, session, viewer, conversation_id, errors)
 
@@ -476,7 +480,7 @@ async def set_status(
         errors["snoozed_until"] = errors.pop("_form").split(": ", 1)[-1]
     if data is not None and not errors:
         errors = await _act(
-            session, conversations.set_status(session, viewer.principal, conversation_id, data)
+            session, viewer, conversations.set_status(session, viewer.principal, conversation_id, data)
         )
     return await _pane_answer(request, session, viewer, conversation_id, errors)
 
@@ -493,7 +497,9 @@ async def change_labels(
     errors = {("add" if k in ("add", "remove") else k): v for k, v in errors.items()}
     if data is not None and not errors:
         errors = await _act(
-            session, conversations.change_labels(session, viewer.principal, conversation_id, data)
+            session,
+            viewer,
+            conversations.change_labels(session, viewer.principal, conversation_id, data),
         )
     return await _pane_answer(request, session, viewer, conversation_id, errors)
 
@@ -584,13 +590,14 @@ async def reply(
     if data is not None and not errors:
         errors = await _act(
             session,
+            viewer,
             inbox.reply(
                 session,
                 get_runtime(request),
                 viewer.principal,
                 conversation_id,
                 data,
-                f"dash:{viewer.user.id}:{key}" if key else None,
+                f"dash:{viewer.principal.user_id}:{key}" if key else None,
             ),
         )
         errors = {("text" if k.startswith("text") else k): v for k, v in errors.items()}
@@ -621,7 +628,9 @@ async def add_note(
         errors["note"] = "A note has at most 10,000 characters"
     else:
         errors = await _act(
-            session, conversations.add_note(session, viewer.principal, conversation_id, note)
+            session,
+            viewer,
+            conversations.add_note(session, viewer.principal, conversation_id, note),
         )
         if errors:
             errors = {"note": next(iter(errors.values()))}

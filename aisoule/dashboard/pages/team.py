@@ -47,7 +47,7 @@ async def _page(
             "available": inbox.available if inbox is not None else True,
             "capacity": inbox.capacity if inbox is not None else None,
             "joined_at": member.created_at,
-            "me": user.id == viewer.user.id,
+            "me": user.id == viewer.principal.user_id,
         }
         for member, user, inbox in rows
     ]
@@ -103,7 +103,7 @@ async def invite(request: Request, viewer: ViewerDep, session: DBSession) -> Res
                 origin=request_origin(request),
             )
         except AisouleError as exc:
-            await web.undo(session)
+            await web.undo(session, viewer)
             errors = web.errors_of(exc)
         else:
             created = {
@@ -158,10 +158,10 @@ async def update_member(
                 session, viewer.principal, user_id, data, request_origin(request)
             )
         except NotFound:
-            await web.undo(session)
+            await web.undo(session, viewer)
             raise
         except AisouleError as exc:
-            await web.undo(session)
+            await web.undo(session, viewer)
             errors = web.errors_of(exc)
     if errors:
         return await _page(
@@ -180,10 +180,10 @@ async def remove_member(
             session, viewer.principal, user_id, request_origin(request)
         )
     except NotFound:
-        await web.undo(session)
+        await web.undo(session, viewer)
         raise
     except AisouleError as exc:
-        await web.undo(session)
+        await web.undo(session, viewer)
         return await _page(
             request, session, viewer, member_errors={user_id: web.errors_of(exc)}, status_code=422
         )
@@ -200,7 +200,7 @@ async def my_availability(request: Request, viewer: ViewerDep, session: DBSessio
             request,
             session,
             viewer,
-            member_errors={str(viewer.user.id): {"available": "choose yes or no"}},
+            member_errors={str(viewer.principal.user_id): {"available": "choose yes or no"}},
             status_code=422,
         )
     await members_service.set_my_availability(session, viewer.principal, available)

@@ -31,13 +31,31 @@
       : "Connecting to live updates…";
   }
 
-  function fire(name) {
+  /* One fetch at a time per region; an event during a fetch fetches once more after it (the
+     region is replaced by the answer, so htmx's own queue on the old element would be lost). */
+  var busy = {}, again = {};
+  function load(name) {
+    var el = document.querySelector("[data-on=" + name + "]");
+    if (!el || !window.htmx) return;
+    if (busy[name]) { again[name] = true; return; }
+    busy[name] = true;
     if (name === "inbox-composer") {
       var text = document.getElementById("reply-text");
       if (text && text.value) stash = text.value; // a live refresh keeps what is being typed
     }
-    document.body.dispatchEvent(new CustomEvent(name, { bubbles: true }));
+    var done = function () {
+      busy[name] = false;
+      if (again[name]) { again[name] = false; load(name); }
+    };
+    window.htmx.ajax("GET", el.getAttribute("data-refresh"), { source: el, target: el, swap: "outerHTML" }).then(done, done);
   }
+
+  function fire(name) { load(name); }
+
+  /* The answers of the pane's own forms ask for the other regions (HX-Trigger). */
+  ["inbox-refresh", "inbox-pane", "inbox-composer"].forEach(function (name) {
+    document.body.addEventListener(name, function () { schedule(name); });
+  });
 
   function schedule(name) {
     pending[name] = true;
