@@ -409,6 +409,7 @@ def test_two_agents_answer_a_customer_together_live(
     pa.get_by_role("button", name="Add", exact=True).click()
     expect(pb.locator(".labels")).to_contain_text("delivery", timeout=LIVE_MS)
     pa.get_by_label("Set status").select_option("pending")
+    pa.get_by_text("Snooze until, or say why").click()
     pa.locator("input[name=reason][id^=st-why]").fill("waiting for the courier")
     pa.get_by_role("button", name="Change status").click()
     expect(pb.locator("li.event", has_text="waiting for the courier")).to_contain_text(

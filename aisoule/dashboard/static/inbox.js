@@ -166,7 +166,20 @@
     }
   });
 
+  /* The thread shows its newest end; a refresh keeps a reader who scrolled up where they are. */
+  var atBottom = true;
+  function toBottom() {
+    var t = document.querySelector(".inbox-thread");
+    if (t && atBottom) t.scrollTop = t.scrollHeight;
+  }
+  document.addEventListener("htmx:beforeSwap", function () {
+    var t = document.querySelector(".inbox-thread");
+    atBottom = !t || t.scrollHeight - t.scrollTop - t.clientHeight < 40;
+  });
+  toBottom();
+
   document.addEventListener("htmx:afterSwap", function (ev) {
+    toBottom();
     var target = ev.detail && ev.detail.target;
     if (!target) return;
     var composer = document.getElementById("composer");
