@@ -25,11 +25,19 @@ import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
 
@@ -51,8 +59,8 @@ ARGS = [
 ]
 SHOTS = ROOT / "test-results" / "screenshots" / "dashboard"
 AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
-DESKTOP = {"width": 1280, "height": 900}
-PHONE = {"width": 390, "height": 844}
+DESKTOP: ViewportSize = {"width": 1280, "height": 900}
+PHONE: ViewportSize = {"width": 390, "height": 844}
 LIVE_MS = 5_000  # the page updates within 1 s; the budget allows for a loaded 2-core machine
 PASSWORD = "correct horse battery staple"
 
@@ -220,7 +228,7 @@ class Person:
     def csrf(self) -> str:
         return next(c["value"] for c in self.context.cookies() if c["name"] == "csrf_token")
 
-    def api(self, method: str, path: str, body: dict[str, object] | None = None) -> dict:  # type: ignore[type-arg]
+    def api(self, method: str, path: str, body: dict[str, object] | None = None) -> dict[str, Any]:
         r = self.page.request.fetch(
             path, method=method, data=body, headers={"X-CSRF-Token": self.csrf()}
         )
