@@ -37,6 +37,9 @@ SCOPE_HELP = {
     Scope.accounts_read: "Read WhatsApp numbers",
     Scope.accounts_write: "Connect and change WhatsApp numbers",
     Scope.keys_manage: "Manage API keys (powerful: give it rarely)",
+    Scope.conversations_read: "Read the inbox: conversations, timelines, live events",
+    Scope.conversations_write: "Answer in the inbox: reply, assign, label, notes",
+    Scope.workspace_manage: "Manage members, invitations and inbox settings (powerful)",
 }
 
 
