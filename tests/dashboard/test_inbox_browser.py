@@ -447,10 +447,17 @@ def test_two_agents_answer_a_customer_together_live(
     b.check("live-down")
     customer_writes(server, number, customer, "Hello? Anyone there?")
     a.api("POST", f"/api/conversations/{cid}/notes", {"body": "Missed note while B was offline"})
+    # Meanwhile the page polls: the new message shows up without the stream (within ~5 s).
+    expect(pb.locator(".bubble.inbound", has_text="Anyone there")).to_have_count(1, timeout=15_000)
+    assert pb.evaluate("window.aisouleLive.state") == "down"
     pb.unroute("**/api/events**")
     b.live()
     expect(pb.locator(".bubble.inbound", has_text="Anyone there")).to_have_count(1, timeout=LIVE_MS)
     expect(pb.locator("li.note", has_text="Missed note")).to_have_count(1, timeout=LIVE_MS)
+    wait_for(
+        lambda: pb.evaluate("window.aisouleLive.log.length") >= before + 2,
+        "the events missed while the stream was down, replayed",
+    )
     log = pb.evaluate("window.aisouleLive.log")
     assert pb.evaluate("window.aisouleLive.dupes") == 0
     assert len(log) > before

@@ -309,3 +309,60 @@ def test_an_agent_sees_and_reaches_only_what_the_role_allows(ws: Workspace) -> N
     assert next(m for m in members if m["user_id"] == agent.user_id)["available"] is False
     assert ws.session.get("/api/invitations").status_code == 200
     c.close()
+
+
+def test_the_inbox_pages_over_plain_http(ws: Workspace) -> None:
+    """What the browser test does not: a refused claim names the holder, a takeover with its
+    reason, a snooze in the member's time zone, label removal, refusals next to the forms."""
+    agent = invite(ws, "agent")
+    _, conv = start_conversation(ws, "Order #77 please")
+    cid = conv["id"]
+    c, csrf = dashboard_client(ws.server, ws.email, ws.password)
+    hx = {"HX-Request": "true"}
+
+    def post(path: str, **data: str) -> httpx.Response:
+        return c.post(f"/inbox/{cid}/{path}", data={"csrf_token": csrf, **data}, headers=hx)
+
+    try:
+        page = c.get("/inbox").text
+        assert f'data-conversation-id="{cid}"' in page and 'data-unread="1"' in page
+        assert post("read").status_code == 204
+        assert 'data-unread="1"' not in c.get("/inbox").text  # the owner's count; not the agent's
+        assert (
+            agent.client.get("/api/conversations").json()["data"]["conversations"][0]["unread"] == 1
+        )
+        assert agent.client.post(f"/api/conversations/{cid}/claim").status_code == 200
+        r = post("claim")
+        assert r.status_code == 422 and "Already assigned to" in r.text, r.text
+        owner = next(
+            m
+            for m in ws.session.get("/api/members").json()["data"]["members"]
+            if m["role"] == "owner"
+        )
+        r = post("assign", assignee_id=owner["user_id"], reason="VIP customer")
+        assert r.status_code == 200, r.text
+        assert "reassigned it from" in r.text and "VIP customer" in r.text
+        assert "Assigned to <strong>you</strong>" in r.text
+        r = post("status", status="snoozed", snoozed_until="2099-01-02T09:30", tz="Asia/Kolkata")
+        assert r.status_code == 200, r.text
+        got = ws.session.get(f"/api/conversations/{cid}").json()["data"]["conversation"]
+        assert got["status"] == "snoozed" and got["snoozed_until"] == "2099-01-02T04:00:00Z"
+        r = post("status", status="snoozed")
+        assert r.status_code == 422 and 'data-field="snoozed_until"' in r.text, r.text
+        assert post("labels", add="Refund, late").status_code == 200
+        r = post("labels", remove="refund")
+        assert r.status_code == 200
+        labels = ws.session.get(f"/api/conversations/{cid}").json()["data"]["conversation"]
+        assert labels["labels"] == ["late"]
+        r = post("notes", note="   ")
+        assert r.status_code == 422 and "Write the note first" in r.text
+        r = post("reply", mode="text", text="/no-such-code", idempotency_key=str(uuid.uuid4()))
+        assert r.status_code == 422 and "no canned response" in r.text, r.text
+        r = c.get("/inbox?assignee_id=not-an-id")
+        assert r.status_code == 200 and 'data-field="assignee_id"' in r.text
+        assert f'data-conversation-id="{cid}"' in c.get("/inbox?view=mine").text
+        assert f'data-conversation-id="{cid}"' not in c.get("/inbox?view=unassigned").text
+        assert f'data-conversation-id="{cid}"' in c.get("/inbox?q=order+%2377").text
+    finally:
+        c.close()
+        agent.client.close()

@@ -401,6 +401,8 @@ async def _act(session: Any, viewer: web.Viewer, action: Any) -> web.FieldErrors
         raise
     except AisouleError as exc:
         await web.undo(session, viewer)
+        if exc.code == "already_assigned":  # its details hold the holder's id; say who
+            return {"assignee_id": exc.message}
         return web.errors_of(exc)
     return {}
 
