@@ -22,7 +22,7 @@ from aisoule.exceptions import AisouleError
 log = structlog.get_logger(__name__)
 
 # Our own files (aisoule/dashboard/static) and the npm packages' (node_modules, pinned).
-OWN = {"app.css": "text/css", "app.js": "text/javascript"}
+OWN = {"app.css": "text/css", "app.js": "text/javascript", "inbox.js": "text/javascript"}
 VENDOR = {"htmx.min.js": ("htmx.org/dist/htmx.min.js", "text/javascript")}
 # Paths that are never dashboard pages: their errors keep their API's JSON shape.
 NOT_PAGES = (

@@ -103,6 +103,24 @@ class Viewer:
     def is_owner(self) -> bool:
         return self.role == "owner"
 
+    def can(self, scope: str) -> bool:
+        """The member's role grants ``scope`` (aisoule.auth.scopes.ROLE_SCOPES)."""
+        return scope in self.principal.scopes
+
+    @property
+    def manages(self) -> bool:
+        """Owners and admins: members, invitations, inbox settings."""
+        return self.can("workspace:manage")
+
+
+def require(viewer: Viewer, scope: str, what: str) -> None:
+    """A page or action the viewer's role does not grant: 403 (the nav hides it too)."""
+    if not viewer.can(scope):
+        raise Forbidden(
+            f"{what} is for workspace owners and admins (your role: {viewer.role})",
+            code="role_forbidden",
+        )
+
 
 async def _csrf_sent(request: Request) -> str:
     header = request.headers.get(CSRF_HEADER)
@@ -184,10 +202,11 @@ def redirect(request: Request, url: str) -> Response:
     return RedirectResponse(url, status_code=303)
 
 
-async def undo(session: AsyncSession) -> None:
+async def undo(session: AsyncSession, viewer: Viewer | None = None) -> None:
     """A refused action writes nothing: what the request did so far is rolled back before the
     page answers (the request dependency then commits an empty transaction); the viewer's user
-    and workspaces are read again for the page's header."""
+    and workspaces are read again for the page's header (``viewer`` is accepted for the
+    callers that name it; every loaded user and workspace is read again either way)."""
     queue.discard_pending(session)
     # The rollback expires every loaded row; the page still shows who is logged in where
     # (base.html), so those few are read again here rather than lazily (no I/O in a template).

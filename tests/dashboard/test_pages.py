@@ -17,6 +17,7 @@ import pytest
 from aisoule.dashboard.pages import ROUTERS
 from tests.campaigns.helpers import approved_template
 from tests.conftest import Workspace
+from tests.inbox.helpers import invite, start_conversation
 from tests.servers import Server
 
 PAGE = {"Accept": "text/html"}
@@ -59,12 +60,26 @@ def _ids(ws: Workspace) -> dict[str, str]:
             },
         )
         assert campaign.status_code == 201, campaign.text
+        canned = api.post(
+            "/api/canned-responses", json={"short_code": "iso", "content": "Hello from iso"}
+        )
+        assert canned.status_code == 201, canned.text
+    _, conv = start_conversation(ws)
+    invitation = ws.session.post(
+        "/api/invitations", json={"email": f"iso-{uuid.uuid4().hex[:8]}@example.com"}
+    )
+    assert invitation.status_code == 201, invitation.text
+    owner = ws.session.get("/api/members").json()["data"]["members"][0]
     return {
         "campaign": campaign.json()["data"]["campaign"]["id"],
         "contact": contact["data"]["contact"]["id"],
         "key": ws.key_id,
         "account": account["id"],
         "template": tpl.json()["data"]["template"]["id"],
+        "conversation": conv["id"],
+        "canned": canned.json()["data"]["canned_response"]["id"],
+        "invitation": invitation.json()["data"]["invitation"]["id"],
+        "member": owner["user_id"],
     }
 
 
@@ -91,6 +106,21 @@ ID_PAGES: dict[tuple[str, str], str] = {
     ("POST", "/campaigns/{campaign_id}/cancel"): "campaign",
     ("POST", "/campaigns/{campaign_id}/resend-unknown"): "campaign",
     ("POST", "/campaigns/{campaign_id}/delete"): "campaign",
+    ("GET", "/inbox/{conversation_id}"): "conversation",
+    ("GET", "/inbox/{conversation_id}/pane"): "conversation",
+    ("GET", "/inbox/{conversation_id}/composer"): "conversation",
+    ("POST", "/inbox/{conversation_id}/read"): "conversation",
+    ("POST", "/inbox/{conversation_id}/claim"): "conversation",
+    ("POST", "/inbox/{conversation_id}/assign"): "conversation",
+    ("POST", "/inbox/{conversation_id}/status"): "conversation",
+    ("POST", "/inbox/{conversation_id}/labels"): "conversation",
+    ("POST", "/inbox/{conversation_id}/reply"): "conversation",
+    ("POST", "/inbox/{conversation_id}/notes"): "conversation",
+    ("POST", "/canned-responses/{canned_id}"): "canned",
+    ("POST", "/canned-responses/{canned_id}/delete"): "canned",
+    ("POST", "/team/invitations/{invitation_id}/revoke"): "invitation",
+    ("POST", "/team/members/{user_id}"): "member",
+    ("POST", "/team/members/{user_id}/remove"): "member",
 }
 
 
@@ -125,6 +155,12 @@ def test_another_workspaces_ids_answer_404(make_workspace: Any, server: Server) 
                         "text": "x",
                         "inbound_text": "x",
                         "phone": "+14155550100",
+                        "note": "x",
+                        "status": "pending",
+                        "add": "x",
+                        "role": "agent",
+                        "short_code": "x",
+                        "content": "x",
                     },
                 )
             assert r.status_code == 404, (method, url, r.status_code)
@@ -157,6 +193,10 @@ def _posts(ids: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
         ("/templates/sync", {}),
         ("/campaigns", {"name": "c", "template_id": ids["template"], "audience_all": "1"}),
         ("/campaigns/preview", {"template_id": ids["template"], "audience_all": "1"}),
+        ("/team/invitations", {"email": "someone@example.com", "role": "agent"}),
+        ("/team/me", {"available": "no"}),
+        ("/team/settings", {"only_assignee_replies": "on"}),
+        ("/canned-responses", {"short_code": "x", "content": "x"}),
     ]
     for (method, path), kind in ID_PAGES.items():
         if method == "POST":
@@ -175,12 +215,12 @@ def test_every_form_refuses_a_missing_or_wrong_csrf_token(ws: Workspace, server:
                 r = client.post(url, data=body)
                 assert r.status_code == 403, (url, token, r.status_code)
                 assert "CSRF" in r.text
-            posted.add(re.sub(r"[0-9a-f-]{36}", "{id}", url))
+            posted.add(re.sub(r"/\d+(?=/|$)", "/{id}", re.sub(r"[0-9a-f-]{36}", "{id}", url)))
         # The anonymous forms: a double-submit token (cookie + field).
         anon = httpx.Client(base_url=server.url, timeout=30, headers=PAGE)
         with anon:
             anon.get("/login")
-            for url in ("/login", "/signup"):
+            for url in ("/login", "/signup", "/invitations/accept"):
                 r = anon.post(url, data={"email": ws.email, "password": ws.password})
                 assert r.status_code == 403, url
                 r = anon.post(
@@ -193,6 +233,7 @@ def test_every_form_refuses_a_missing_or_wrong_csrf_token(ws: Workspace, server:
     every_post = {re.sub(r"\{\w+\}", "{id}", p) for m, p in _routes() if m == "POST"} - {
         "/login",
         "/signup",
+        "/invitations/accept",
     }
     assert every_post <= posted, sorted(every_post - posted)
     with ws.client() as api:
@@ -366,3 +407,95 @@ def test_campaign_forms_name_fields_and_the_chart_counts(ws: Workspace, server: 
         assert "No completed campaigns" not in client.get("/campaigns?status=completed").text
     finally:
         client.close()
+
+
+def test_an_agent_sees_and_reaches_only_what_the_role_allows(ws: Workspace) -> None:
+    agent = invite(ws, "agent")
+    c = agent.client
+    c.headers["Accept"] = "text/html"
+    home = c.get("/")
+    assert home.status_code == 200
+    assert 'href="/inbox"' in home.text and 'href="/team"' in home.text
+    assert 'href="/settings/api-keys"' not in home.text
+    assert "Audit log" not in home.text
+    numbers = c.get("/numbers").text
+    assert "Connect a real number" not in numbers
+    assert "Invite someone" not in c.get("/team").text
+    for method, url, data in [
+        ("GET", "/settings/api-keys", {}),
+        ("POST", "/settings/api-keys", {"name": "k"}),
+        ("POST", "/numbers", {"phone_number_id": "1", "waba_id": "2", "access_token": "t"}),
+        ("GET", "/templates/new", {}),
+        ("POST", "/templates", {"name": "x", "language": "en_US", "body": "Hi"}),
+        ("POST", "/team/invitations", {"email": "x@example.com", "role": "agent"}),
+        ("POST", "/team/settings", {"only_assignee_replies": "on"}),
+        ("POST", f"/team/members/{agent.user_id}", {"role": "admin"}),
+        ("GET", "/settings/audit-log", {}),
+    ]:
+        r = c.get(url) if method == "GET" else c.post(url, data=data)
+        assert r.status_code == 403, (method, url, r.status_code)
+    # What an agent may: the inbox, canned responses, their own availability.
+    assert c.get("/inbox").status_code == 200
+    assert c.get("/canned-responses").status_code == 200
+    assert c.post("/team/me", data={"available": "no"}).status_code == 303
+    members = ws.session.get("/api/members").json()["data"]["members"]
+    assert next(m for m in members if m["user_id"] == agent.user_id)["available"] is False
+    assert ws.session.get("/api/invitations").status_code == 200
+    c.close()
+
+
+def test_the_inbox_pages_over_plain_http(ws: Workspace) -> None:
+    """What the browser test does not: a refused claim names the holder, a takeover with its
+    reason, a snooze in the member's time zone, label removal, refusals next to the forms."""
+    agent = invite(ws, "agent")
+    _, conv = start_conversation(ws, "Order #77 please")
+    cid = conv["id"]
+    c, csrf = dashboard_client(ws.server, ws.email, ws.password)
+    hx = {"HX-Request": "true"}
+
+    def post(path: str, **data: str) -> httpx.Response:
+        return c.post(f"/inbox/{cid}/{path}", data={"csrf_token": csrf, **data}, headers=hx)
+
+    try:
+        page = c.get("/inbox").text
+        assert f'data-conversation-id="{cid}"' in page and 'data-unread="1"' in page
+        assert post("read").status_code == 204
+        assert 'data-unread="1"' not in c.get("/inbox").text  # the owner's count; not the agent's
+        assert (
+            agent.client.get("/api/conversations").json()["data"]["conversations"][0]["unread"] == 1
+        )
+        assert agent.client.post(f"/api/conversations/{cid}/claim").status_code == 200
+        r = post("claim")
+        assert r.status_code == 422 and "Already assigned to" in r.text, r.text
+        owner = next(
+            m
+            for m in ws.session.get("/api/members").json()["data"]["members"]
+            if m["role"] == "owner"
+        )
+        r = post("assign", assignee_id=owner["user_id"], reason="VIP customer")
+        assert r.status_code == 200, r.text
+        assert "reassigned it from" in r.text and "VIP customer" in r.text
+        assert "Assigned to <strong>you</strong>" in r.text
+        r = post("status", status="snoozed", snoozed_until="2099-01-02T09:30", tz="Asia/Kolkata")
+        assert r.status_code == 200, r.text
+        got = ws.session.get(f"/api/conversations/{cid}").json()["data"]["conversation"]
+        assert got["status"] == "snoozed" and got["snoozed_until"] == "2099-01-02T04:00:00Z"
+        r = post("status", status="snoozed")
+        assert r.status_code == 422 and 'data-field="snoozed_until"' in r.text, r.text
+        assert post("labels", add="Refund, late").status_code == 200
+        r = post("labels", remove="refund")
+        assert r.status_code == 200
+        labels = ws.session.get(f"/api/conversations/{cid}").json()["data"]["conversation"]
+        assert labels["labels"] == ["late"]
+        r = post("notes", note="   ")
+        assert r.status_code == 422 and "Write the note first" in r.text
+        r = post("reply", mode="text", text="/no-such-code", idempotency_key=str(uuid.uuid4()))
+        assert r.status_code == 422 and "no canned response" in r.text, r.text
+        r = c.get("/inbox?assignee_id=not-an-id")
+        assert r.status_code == 200 and 'data-field="assignee_id"' in r.text
+        assert f'data-conversation-id="{cid}"' in c.get("/inbox?view=mine").text
+        assert f'data-conversation-id="{cid}"' not in c.get("/inbox?view=unassigned").text
+        assert f'data-conversation-id="{cid}"' in c.get("/inbox?q=order+%2377").text
+    finally:
+        c.close()
+        agent.client.close()

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from aisoule.dashboard.pages import auth, campaigns, contacts, settings, whatsapp
+from aisoule.dashboard.pages import (
+    auth,
+    campaigns,
+    canned,
+    contacts,
+    inbox,
+    settings,
+    team,
+    whatsapp,
+)
 
 ROUTERS: list[APIRouter] = [
     auth.router,
@@ -12,4 +21,7 @@ ROUTERS: list[APIRouter] = [
     contacts.router,
     whatsapp.router,
     campaigns.router,
+    inbox.router,
+    team.router,
+    canned.router,
 ]

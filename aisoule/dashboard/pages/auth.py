@@ -19,6 +19,8 @@ from aisoule.dependencies import get_runtime
 from aisoule.exceptions import AisouleError, Forbidden, NotFound, RateLimited, Unauthorized
 from aisoule.kit.crypto import constant_time_equals, new_token
 from aisoule.kit.ids import parse_uuid
+from aisoule.members import service as members_service
+from aisoule.members.schemas import InvitationAccept
 from aisoule.ratelimit.limiter import LimiterUnavailable, Throttle
 from aisoule.users import service as user_service
 
@@ -297,3 +299,58 @@ async def create_workspace(request: Request, viewer: ViewerDep, session: DBSessi
         )
     await auth_service.switch_workspace(session, viewer.principal, workspace.id)
     return web.redirect(request, "/")
+
+
+# -- accepting an invitation -------------------------------------------------------------------
+# The link is /invitations/accept#<token>: the token after '#' never reaches a server or proxy
+# log; static/app.js copies it into the form, which posts it.
+
+
+@router.get("/invitations/accept")
+async def accept_invitation_page(request: Request) -> Response:
+    return _anonymous_page(request, "invitation_accept.html", {"values": {}, "errors": {}})
+
+
+@router.post("/invitations/accept")
+async def accept_invitation(request: Request, session: DBSession) -> Response:
+    form = await request.form()
+    _check_form_token(request, web.form_value(form, "csrf_token"))
+    values = {"name": web.form_value(form, "name")}
+    password = form.get("password")
+    data, errors = web.parse(
+        InvitationAccept,
+        {
+            "token": web.form_value(form, "token").lstrip("#"),
+            "password": password if isinstance(password, str) else "",
+            "name": values["name"] or None,
+        },
+    )
+    if "token" in errors:
+        errors = {"_form": "This page needs the whole invitation link: open it again"}
+    throttles = request.app.state.throttles
+    ip_id = f"invite-ip:{request.client.host if request.client else None}"
+    refused = await _throttled((throttles.login_ip, ip_id))
+    if refused:
+        errors["_form"] = refused
+    if data is not None and not errors:
+        try:
+            result = await members_service.accept(
+                session, data, _context(request), request_origin(request)
+            )
+        except (Unauthorized, NotFound) as exc:
+            await web.undo(session)
+            await throttles.login_ip.count(ip_id)  # guessing tokens or passwords costs attempts
+            errors = web.errors_of(exc)
+        except AisouleError as exc:
+            await web.undo(session)
+            errors = web.errors_of(exc)
+        else:
+            response = web.redirect(request, "/inbox")
+            _session_cookies(response, request, result)
+            return response
+    return _anonymous_page(
+        request,
+        "invitation_accept.html",
+        {"values": values, "errors": errors},
+        status_code=422,
+    )

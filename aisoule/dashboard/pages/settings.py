@@ -38,9 +38,9 @@ SCOPE_HELP = {
     Scope.accounts_read: "Read WhatsApp numbers",
     Scope.accounts_write: "Connect and change WhatsApp numbers",
     Scope.keys_manage: "Manage API keys (powerful: give it rarely)",
-    Scope.conversations_read: "Read the team inbox's conversations",
-    Scope.conversations_write: "Assign, resolve and answer conversations",
-    Scope.workspace_manage: "Manage the workspace's members and teams (powerful)",
+    Scope.conversations_read: "Read the inbox: conversations, timelines, live events",
+    Scope.conversations_write: "Answer in the inbox: reply, assign, label, notes",
+    Scope.workspace_manage: "Manage members, invitations and inbox settings (powerful)",
 }
 
 
@@ -86,6 +86,8 @@ async def home(request: Request, viewer: ViewerDep, session: DBSession) -> Respo
             "action": "New campaign",
         },
     ]
+    if not viewer.can("keys:manage"):  # an agent's checklist: what their role can do
+        steps = [s for s in steps if s["href"] != "/settings/api-keys"]
     return web.render(
         request,
         "home.html",
@@ -134,6 +136,7 @@ def _keys_context(keys: list[Any]) -> dict[str, Any]:
 
 @router.get("/settings/api-keys")
 async def api_keys(request: Request, viewer: ViewerDep, session: DBSession) -> Response:
+    web.require(viewer, "keys:manage", "Managing API keys")
     keys = await key_service.list_keys(session, viewer.workspace_id)
     return web.render(
         request,
@@ -145,6 +148,7 @@ async def api_keys(request: Request, viewer: ViewerDep, session: DBSession) -> R
 
 @router.post("/settings/api-keys")
 async def create_api_key(request: Request, viewer: ViewerDep, session: DBSession) -> Response:
+    web.require(viewer, "keys:manage", "Managing API keys")
     form = await request.form()
     values: dict[str, Any] = {
         "name": web.form_value(form, "name"),
@@ -206,6 +210,7 @@ def _key_id(key_id: str) -> Any:
 async def revoke_api_key(
     key_id: str, request: Request, viewer: ViewerDep, session: DBSession
 ) -> Response:
+    web.require(viewer, "keys:manage", "Managing API keys")
     row, revoked_now = await key_service.revoke_key(session, viewer.workspace_id, _key_id(key_id))
     request.app.state.key_cache.invalidate()
     if revoked_now:
@@ -269,6 +274,7 @@ def chart(usage: KeyUsage) -> dict[str, Any]:
 async def api_key_detail(
     key_id: str, request: Request, viewer: ViewerDep, session: DBSession
 ) -> Response:
+    web.require(viewer, "keys:manage", "Managing API keys")
     usage = await key_service.usage(session, viewer.workspace_id, _key_id(key_id))
     return web.render(
         request,

@@ -62,6 +62,7 @@ async def numbers(request: Request, viewer: ViewerDep, session: DBSession) -> Re
 
 @router.post("/numbers")
 async def connect_number(request: Request, viewer: ViewerDep, session: DBSession) -> Response:
+    web.require(viewer, "accounts:write", "Connecting a number")
     form = await request.form()
     values = {k: web.form_value(form, k) for k in CONNECT_FIELDS}
     data: dict[str, Any] = {k: v for k, v in values.items() if v}
@@ -173,6 +174,7 @@ async def templates(request: Request, viewer: ViewerDep, session: DBSession) -> 
 
 @router.post("/templates/sync")
 async def sync_templates(request: Request, viewer: ViewerDep, session: DBSession) -> Response:
+    web.require(viewer, "templates:write", "Syncing templates")
     try:
         counts = await templates_service.sync(
             session, get_runtime(request), viewer.workspace_id, None
@@ -303,6 +305,7 @@ async def _template_form(
 
 @router.get("/templates/new")
 async def new_template(request: Request, viewer: ViewerDep, session: DBSession) -> Response:
+    web.require(viewer, "templates:write", "Creating templates")
     values = {k: "" for k in TEMPLATE_FIELDS} | {
         "language": "en_US",
         "category": "UTILITY",
@@ -313,6 +316,7 @@ async def new_template(request: Request, viewer: ViewerDep, session: DBSession) 
 
 @router.post("/templates")
 async def create_template(request: Request, viewer: ViewerDep, session: DBSession) -> Response:
+    web.require(viewer, "templates:write", "Creating templates")
     form: FormData = await request.form()
     values = {k: web.form_value(form, k) for k in TEMPLATE_FIELDS}
     comps, kinds = _components(values)
@@ -393,6 +397,7 @@ async def template_page(
 async def delete_template(
     template_id: str, request: Request, viewer: ViewerDep, session: DBSession
 ) -> Response:
+    web.require(viewer, "templates:write", "Deleting templates")
     await templates_service.delete(session, get_runtime(request), viewer.workspace_id, template_id)
     return web.redirect(request, "/templates")
 

@@ -67,6 +67,10 @@
 
   function wire(root) {
     localTimes(root);
+    /* The invitation link carries its token after '#' (never sent to a server): into the form. */
+    root.querySelectorAll("input[data-from-hash]").forEach(function (el) {
+      if (!el.value && location.hash.length > 1) el.value = decodeURIComponent(location.hash.slice(1));
+    });
     root.querySelectorAll("[data-preview-form]").forEach(function (form) {
       if (form.dataset.wired) return;
       form.dataset.wired = "1";
