@@ -372,12 +372,14 @@ async def on_status_changes(session: AsyncSession, changes: Sequence[messages.Ch
     await follow(session, [c for c in changes if c.campaign_id is not None])
 
 
-async def on_reply(session: AsyncSession, contact_id: int, at: datetime) -> None:
+async def on_reply(
+    session: AsyncSession, workspace_id: uuid.UUID, contact_id: int, at: datetime
+) -> None:
     """A customer wrote: the contact's most recent campaign message, if it went within 72 hours
     and has no reply yet, counts a reply (one per recipient; an earlier campaign's message is
     not credited for a conversation a later one started)."""
     repo = RecipientRepository(session)
-    row = await repo.last_sent_to(contact_id, at - REPLY_WINDOW)
+    row = await repo.last_sent_to(workspace_id, contact_id, at - REPLY_WINDOW)
     if row is None or row.replied_at is not None:
         return
     if await repo.set_replied(int(row.id), at):

@@ -616,12 +616,13 @@ class RecipientRepository:
         )
         return result.all()
 
-    async def last_sent_to(self, contact_id: int, since: datetime) -> Any:
-        """The contact's most recent campaign recipient whose message went since ``since``."""
+    async def last_sent_to(self, workspace_id: uuid.UUID, contact_id: int, since: datetime) -> Any:
+        """The workspace's contact's most recent campaign recipient whose message went since
+        ``since``."""
         R = CampaignRecipient
         result = await self.session.execute(
             select(R.id, R.campaign_id, R.replied_at)
-            .where(R.contact_id == contact_id, R.sent_at >= since)
+            .where(R.workspace_id == workspace_id, R.contact_id == contact_id, R.sent_at >= since)
             .order_by(R.sent_at.desc())
             .limit(1)
         )

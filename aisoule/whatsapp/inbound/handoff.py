@@ -73,7 +73,7 @@ async def on_inbound_message(session: AsyncSession, event: InboundMessage) -> No
     elif keywords.is_start(event.text):
         await contacts.opt_in(session, event.workspace_id, event.contact_id)
     # 3. Campaigns: a reply within 72 h of the contact's latest campaign message counts.
-    await campaigns.on_reply(session, event.contact_id, event.at)
+    await campaigns.on_reply(session, event.workspace_id, event.contact_id, event.at)
     # Flows (the bot's next step) and outbound webhooks (message.received) each add their line
     # here, after consent, when they exist.
 
