@@ -547,3 +547,11 @@ async def preview(
             }
         )
     return checked.as_dict(), sample
+
+
+# -- what the inbound webhook hands to campaigns (aisoule/whatsapp/inbound/handoff.py) ----------
+# Other domains reach campaigns through this service; the engine is campaigns' own.
+
+on_reply = engine.on_reply
+on_status_changes = engine.on_status_changes
+on_template_status = engine.on_template_status

@@ -16,7 +16,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from aisoule.campaigns import engine as campaigns
+from aisoule.campaigns import service as campaigns
 from aisoule.contacts import service as contacts
 from aisoule.conversations import service as conversations
 from aisoule.inbox import service as inbox
