@@ -762,7 +762,7 @@ async def _send_chunk(
         await session.commit()
     if not claimed:
         return True
-    outcomes = await asyncio.gather(*(messages.send_to_meta(rt, m, a) for m, a in claimed))
+    outcomes = await messages.send_many(rt, claimed)
     pairs = [(m, o) for (m, _), o in zip(claimed, outcomes, strict=True)]
     for attempt in range(3):
         try:

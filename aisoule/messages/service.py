@@ -3,6 +3,7 @@ message forward from Meta's answers and status webhooks (never backwards)."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import random
 import uuid
@@ -34,6 +35,7 @@ from aisoule.models import Message, MessageStatusEvent, MessageTemplate, WhatsAp
 from aisoule.runtime import Runtime
 from aisoule.templates import service as templates
 from aisoule.whatsapp import media
+from aisoule.whatsapp.pacing import Slot, wait_for_slot
 from aisoule.whatsapp.provider import (
     ErrorClass,
     MetaAPIError,
@@ -340,28 +342,61 @@ PAIR_RATE = 131056
 
 
 async def send_to_meta(rt: Runtime, message: Message, account: WhatsAppAccount) -> SendOutcome:
-    """The one call to Meta for a claimed message, paced to the number's throughput and to Meta's
-    pair rate (deferred rather than provoke 131056). No database work here: no transaction stays
-    open while Meta answers."""
-    try:
-        # Nothing has left for Meta yet: any failure here is a send to try again later, never a
-        # stray exception that would strand the rest of its chunk in "sending".
-        if rt.pacer is not None:
-            wait = await rt.pacer.pair(
-                account.phone_number_id,
-                message.phone,
-                period=rt.settings.pair_period_seconds,
-                burst=rt.settings.pair_burst,
-            )
-            if wait > 0:
-                return Deferred(wait, "pair_rate")
-            await rt.pacer.acquire(account.phone_number_id, account.throughput)
-        sender = await accounts.sender(rt, account)
-    except (MetaAPIError, ProviderUnavailable) as exc:
-        return exc
-    except Exception as exc:
-        log.warning("send_setup_failed", message_id=str(message.id), exc_info=True)
-        return ProviderUnavailable(f"before sending: {type(exc).__name__}")
+    """The one call to Meta for one claimed message (``send_many`` of one)."""
+    return (await send_many(rt, [(message, account)]))[0]
+
+
+async def send_many(
+    rt: Runtime, claimed: Sequence[tuple[Message, WhatsAppAccount]]
+) -> list[SendOutcome]:
+    """The calls to Meta for claimed messages (as ``claim`` returned them), concurrently, each at
+    its number's pace and Meta's pair rate (deferred rather than provoke 131056): per account,
+    one sender and one pacing reservation for all its messages. The outcomes in the order of
+    ``claimed``. No database work here: no transaction stays open while Meta answers."""
+    outcomes: list[SendOutcome | None] = [None] * len(claimed)
+    groups: dict[uuid.UUID, list[int]] = {}
+    for i, (_, account) in enumerate(claimed):
+        groups.setdefault(account.id, []).append(i)
+    calls = []
+    for indexes in groups.values():
+        account = claimed[indexes[0]][1]
+        try:
+            # Nothing has left for Meta yet: any failure here is a send to try again later,
+            # never a stray exception that would strand the rest of its chunk in "sending".
+            sender = await accounts.sender(rt, account)
+            if rt.pacer is not None:
+                slots = await rt.pacer.slots(
+                    account.phone_number_id,
+                    account.throughput,
+                    [claimed[i][0].phone for i in indexes],
+                    period=rt.settings.pair_period_seconds,
+                    burst=rt.settings.pair_burst,
+                )
+            else:
+                slots = [Slot(0.0)] * len(indexes)
+        except (MetaAPIError, ProviderUnavailable) as exc:
+            for i in indexes:
+                outcomes[i] = exc
+            continue
+        except Exception as exc:
+            log.warning("send_setup_failed", account_id=str(account.id), exc_info=True)
+            for i in indexes:
+                outcomes[i] = ProviderUnavailable(f"before sending: {type(exc).__name__}")
+            continue
+        for i, slot in zip(indexes, slots, strict=True):
+            if slot.defer > 0:
+                outcomes[i] = Deferred(slot.defer, "pair_rate")
+            else:
+                calls.append((i, _send_one(sender, claimed[i][0], slot)))
+    if calls:
+        answers = await asyncio.gather(*(call for _, call in calls))
+        for (i, _), answer in zip(calls, answers, strict=True):
+            outcomes[i] = answer
+    return [o if o is not None else ProviderUnavailable("not sent") for o in outcomes]
+
+
+async def _send_one(sender: accounts.Sender, message: Message, slot: Slot) -> SendOutcome:
+    await wait_for_slot(slot)
     try:
         return await sender.provider.send_message(
             sender.phone_number_id, message.payload, access_token=sender.access_token

@@ -3,7 +3,6 @@ Tasks carry ids; the database holds the truth."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -42,7 +41,7 @@ async def _send_chunk(rt: Runtime, ids: list[uuid.UUID]) -> None:
         await session.commit()
     if not claimed:
         return
-    outcomes = await asyncio.gather(*(service.send_to_meta(rt, m, a) for m, a in claimed))
+    outcomes = await service.send_many(rt, claimed)
     async with writing(rt.sessionmaker) as session:
         await service.record_outcomes(
             session, rt, [(m, o) for (m, _), o in zip(claimed, outcomes, strict=True)]

@@ -360,3 +360,47 @@ def test_pair_slots_in_memory_without_redis() -> None:
         assert await pacer.pair("pn", "+1", period=0) == 0.0  # pair pacing off
 
     asyncio.run(run())
+
+
+def test_chunk_slots_are_spaced_and_shared_through_redis(redis_url: str) -> None:
+    """One reservation per chunk: two workers' chunks from one number get slots one interval
+    apart that never overlap, and a person twice in a chunk is deferred the second time."""
+
+    async def run() -> None:
+        a, b = Pacer(redis_url), Pacer(redis_url)
+        number = f"pn{uuid.uuid4().hex}"
+        people = [f"+9198000{n:05d}" for n in range(20)]
+        try:
+            t0 = time.monotonic()
+            first = await a.slots(number, 100, people[:10], period=6.0)
+            second = await b.slots(number, 100, people[10:], period=6.0)  # another worker
+            elapsed = time.monotonic() - t0
+            assert all(s.defer == 0 for s in first + second)
+            interval = 1 / (100 * 0.95)
+            for chunk in (first, second):
+                gaps = [y.wait - x.wait for x, y in zip(chunk, chunk[1:], strict=False)]
+                assert all(abs(g - interval) < 1e-5 for g in gaps), gaps
+            # The second chunk starts after the first one's last slot (the waits are counted
+            # from each script's own moment, at most ``elapsed`` apart).
+            assert second[0].wait + elapsed >= first[-1].wait + interval * 0.99
+            again = await a.slots(number, 100, [people[0], "+919812345678", people[0]], period=6.0)
+            assert again[0].defer > 5.0 and again[2].defer > 5.0
+            assert again[1].defer == 0 and again[1].wait >= 0
+        finally:
+            await a.close()
+            await b.close()
+
+    asyncio.run(run())
+
+
+def test_chunk_slots_in_memory_without_redis() -> None:
+    async def run() -> None:
+        pacer = Pacer(None)
+        got = await pacer.slots("pn", 10, ["+1", "+2", "+1"], period=6.0)
+        assert got[0].wait == 0.0 and got[0].defer == 0.0
+        assert abs(got[1].wait - 1 / (10 * 0.95)) < 0.01
+        assert got[2].defer > 5.0  # the same person again within 6 s: deferred, no slot taken
+        later = await pacer.slots("pn", 10, ["+3"], period=6.0)
+        assert abs(later[0].wait - 2 / (10 * 0.95)) < 0.02
+
+    asyncio.run(run())
