@@ -77,6 +77,11 @@ class Settings(BaseSettings):
     login_max_failures_per_ip: int = Field(default=30, ge=1)
     signup_max_per_ip: int = Field(default=30, ge=1)
     login_throttle_window_seconds: int = Field(default=900, ge=1)
+    # argon2id's cost for passwords: argon2-cffi's defaults (RFC 9106's low-memory profile).
+    # Lower it only for a small machine (OWASP's floor: 19 MiB, 2 passes, 1 lane) or for tests.
+    password_hash_time_cost: int = Field(default=3, ge=1, le=10)
+    password_hash_memory_kib: int = Field(default=65536, ge=8192, le=1048576)
+    password_hash_parallelism: int = Field(default=4, ge=1, le=16)
 
     idempotency_ttl_hours: int = Field(default=24, ge=1)
     # A reservation whose request died is taken over by a retry after this many seconds.

@@ -46,6 +46,7 @@ from bench.server import Server, http_json
 
 EMULATOR_PORT = 8192
 REDIS_DB = 11
+READY = "aisoule worker: running tasks"  # what `aisoule worker` prints once it runs
 LOG_DIR = Path("bench/results")
 TEMPLATE = {
     "name": "bench_offer",
@@ -267,14 +268,17 @@ def _one(
         asyncio.run(_set_pace(cfg, args.pace))
         with Server(cfg, LOG_DIR / "campaign-server.log") as server:
             asyncio.run(_template_approved(cfg, key))
-            for i in range(args.workers):
-                log = (LOG_DIR / f"campaign-worker-{i}.log").open("wb")
+            logs = [LOG_DIR / f"campaign-worker-{i}.log" for i in range(args.workers)]
+            for path in logs:
                 workers.append(
                     subprocess.Popen(
-                        [aisoule_bin(), "worker"], env=env, stdout=log, stderr=subprocess.STDOUT
+                        [aisoule_bin(), "worker"],
+                        env=env,
+                        stdout=path.open("wb"),
+                        stderr=subprocess.STDOUT,
                     )
                 )
-            time.sleep(2)  # the workers connect to Redis and PostgreSQL
+            _wait_ready(workers, logs)
             roots = {"server": server.pid, "emulator": emulator.pid}
             roots.update({f"worker{i}": w.pid for i, w in enumerate(workers)})
             redis_pid = _redis_pid()
@@ -330,6 +334,20 @@ def _one(
         emulator.wait(10)
     print(f"  {run}", flush=True)
     return run
+
+
+def _wait_ready(workers: list[subprocess.Popen[bytes]], logs: list[Path]) -> None:
+    """Until every worker says it runs tasks (connected to Redis and PostgreSQL, its consumer
+    group joined), so that the start-to-first figure does not include their start."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for w, path in zip(workers, logs, strict=True):
+            if w.poll() is not None:
+                raise SystemExit(f"a worker exited ({w.returncode}): see {path}")
+        if all(READY in path.read_text(errors="replace") for path in logs):
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"the workers did not start within 60 s: see {logs}")
 
 
 async def _db_now(cfg: BenchConfig) -> datetime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,6 +13,14 @@ import httpx
 import pytest
 
 from tests.servers import Server, make_server, pg_url, reset_postgres
+
+# argon2 at its lowest cost in tests, as Django's docs advise for theirs: a sign-up or a login
+# costs about 5 ms of CPU instead of about 400 ms (every server and CLI command the tests start
+# inherits this environment). tests/auth/test_password_cost.py checks the setting is honoured
+# and that the product's default stays argon2-cffi's.
+os.environ.setdefault("AISOULE_PASSWORD_HASH_TIME_COST", "1")
+os.environ.setdefault("AISOULE_PASSWORD_HASH_MEMORY_KIB", "8192")
+os.environ.setdefault("AISOULE_PASSWORD_HASH_PARALLELISM", "1")
 
 # The service-level harness (fixtures `harness`, `clock`), for every test folder.
 pytest_plugins = ["tests.harness"]

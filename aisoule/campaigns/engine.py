@@ -23,7 +23,7 @@ import asyncio
 import re
 import uuid
 from collections import Counter, deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -114,6 +114,11 @@ class Deltas:
     def move(self, campaign_id: uuid.UUID, old: str, new: str, n: int = 1) -> None:
         self.add(campaign_id, f"status:{old}", -n)
         self.add(campaign_id, f"status:{new}", n)
+
+    def moved(self, campaign_id: uuid.UUID, moved: Sequence[tuple[int, str]], new: str) -> None:
+        """Recipients (id, status before) moved to ``new``: one move per status before."""
+        for old, n in Counter(old for _, old in moved).items():
+            self.move(campaign_id, old, new, n)
 
     async def write(self, session: AsyncSession) -> None:
         if self.d:
@@ -240,8 +245,7 @@ async def resend_unknown(session: AsyncSession, campaign: Campaign) -> int:
             break
         ids = [int(r.id) for r in rows]
         moved = await repo.move(campaign.id, ids, st.R_PENDING, (st.R_UNKNOWN,), now)
-        for _, old in moved:
-            deltas.move(campaign.id, old, st.R_PENDING)
+        deltas.moved(campaign.id, moved, st.R_PENDING)
         deltas.add(campaign.id, "resent", len(moved))
         total += len(moved)
         if len(rows) < 1000:
@@ -338,8 +342,7 @@ async def follow(
             values["error"] = _public_error(items[0][1])
         ids = sorted({rid for rid, _ in items})
         moved = await repo.move(cid, ids, new, _FROM[new], now, **values)
-        for _, old in moved:
-            deltas.move(cid, old, new)
+        deltas.moved(cid, moved, new)
         if new == st.R_QUEUED and moved:
             await _reopen(session, cid, now)
         if new == st.R_FAILED and moved:
@@ -418,39 +421,59 @@ async def on_template_status(
 
 async def materialize(rt: Runtime, campaign_id: uuid.UUID) -> None:
     """Write the audience as pending recipients, ``campaign_materialize_chunk`` contacts per
-    statement in contact-id order, each chunk committed with the cursor and the counters (a
-    crash resumes after the last chunk written; a second materialiser writes nothing twice)."""
-    chunk = rt.settings.campaign_materialize_chunk
+    statement in contact-id order (the first chunk a batch's worth, so that sending starts at
+    once), each chunk committed with the cursor and the counters (a crash resumes after the last
+    chunk written; a second materialiser writes nothing twice). A chunk that meets a deadlock
+    or a dropped connection is written again (nothing of it was committed)."""
+    attempt = 0
     while True:
-        async with writing(rt.sessionmaker) as session:
-            state = CampaignStateRepository(session)
-            campaign = await state.get(campaign_id, lock=True)
-            if (
-                campaign is None
-                or campaign.materialized
-                or campaign.status not in (st.RUNNING, st.PAUSED)
-            ):
-                await session.commit()
+        try:
+            if await _materialize_chunk(rt, campaign_id):
                 return
-            now = utcnow()
-            conditions = CampaignRepository(session).audience_conditions(
-                campaign.workspace_id, campaign.audience or {}
-            )
-            repo = RecipientRepository(session)
-            after = campaign.audience_cursor
-            upto = await repo.audience_upto(conditions, after, chunk)
-            if upto is None:
-                await state.advance_cursor(campaign_id, None, now)
-                await session.commit()
-                log.info("campaign_materialized", campaign_id=str(campaign_id))
-                return
-            added = await repo.insert_audience(campaign, conditions, after, upto, now)
-            await state.advance_cursor(campaign_id, upto, now)
-            deltas = Deltas()
-            deltas.add(campaign_id, "total", added)
-            deltas.add(campaign_id, f"status:{st.R_PENDING}", added)
-            await deltas.write(session)
+            attempt = 0
+        except DBAPIError:
+            attempt += 1
+            if attempt >= 3:
+                raise
+            log.warning("campaign_materialize_retried", campaign_id=str(campaign_id), exc_info=True)
+            await asyncio.sleep(0.1 * attempt)
+
+
+async def _materialize_chunk(rt: Runtime, campaign_id: uuid.UUID) -> bool:
+    """One chunk of the audience written: True when there is nothing more to write."""
+    chunk = rt.settings.campaign_materialize_chunk
+    async with writing(rt.sessionmaker) as session:
+        state = CampaignStateRepository(session)
+        campaign = await state.get(campaign_id, lock=True)
+        if (
+            campaign is None
+            or campaign.materialized
+            or campaign.status not in (st.RUNNING, st.PAUSED)
+        ):
             await session.commit()
+            return True
+        now = utcnow()
+        conditions = CampaignRepository(session).audience_conditions(
+            campaign.workspace_id, campaign.audience or {}
+        )
+        repo = RecipientRepository(session)
+        after = campaign.audience_cursor
+        # The first chunk is one batch: the dispatcher waits for it, not for 5,000 rows.
+        n = min(chunk, rt.settings.campaign_batch_size) if after == 0 else chunk
+        upto = await repo.audience_upto(conditions, after, n)
+        if upto is None:
+            await state.advance_cursor(campaign_id, None, now)
+            await session.commit()
+            log.info("campaign_materialized", campaign_id=str(campaign_id))
+            return True
+        added = await repo.insert_audience(campaign, conditions, after, upto, now)
+        await state.advance_cursor(campaign_id, upto, now)
+        deltas = Deltas()
+        deltas.add(campaign_id, "total", added)
+        deltas.add(campaign_id, f"status:{st.R_PENDING}", added)
+        await deltas.write(session)
+        await session.commit()
+    return False
 
 
 # -- dispatching --------------------------------------------------------------------------------
@@ -542,6 +565,22 @@ async def _dispatch(rt: Runtime, campaign_id: uuid.UUID, owner: str) -> None:
     window = _FailureWindow(
         settings.campaign_failure_window, settings.campaign_failure_pause_share, counts
     )
+    pipe = _Pipe(rt, plan, owner)
+    try:
+        await _dispatch_loop(rt, plan, campaign_id, owner, window, pipe)
+    finally:
+        await pipe.drain()
+
+
+async def _dispatch_loop(
+    rt: Runtime,
+    plan: _Plan,
+    campaign_id: uuid.UUID,
+    owner: str,
+    window: _FailureWindow,
+    pipe: _Pipe,
+) -> None:
+    settings = rt.settings
     while True:
         if await _status(rt, campaign_id, owner) != st.RUNNING:
             return
@@ -564,9 +603,12 @@ async def _dispatch(rt: Runtime, campaign_id: uuid.UUID, owner: str) -> None:
         if not batch:
             batch = await _claim_batch(rt, plan)
         if batch:
-            if await _send(rt, plan, owner, batch):
+            # Returns once the batch's last chunk is claimed: the next batch is written while
+            # its last chunks are still with Meta, so the pace has no gap between batches.
+            if await pipe.send(batch):
                 return
             continue
+        await pipe.drain()  # the answers recorded before deciding whether all is settled
         wait = await _idle(rt, campaign_id)
         if wait is None:
             return
@@ -711,31 +753,80 @@ async def _claim_batch(rt: Runtime, plan: _Plan) -> list[tuple[uuid.UUID, str | 
     return [(mid, item.recipient_ref) for mid, item in zip(ids, items, strict=True)]
 
 
-async def _send(
-    rt: Runtime, plan: _Plan, owner: str, batch: Sequence[tuple[uuid.UUID, str | None]]
-) -> bool:
-    """Send a batch in chunks, ``plan.in_flight`` chunks at a time: True when the campaign
-    stopped (paused, cancelled) before all were claimed; the rest stay queued, held."""
-    slots = asyncio.Semaphore(plan.in_flight)
-    stopped = asyncio.Event()
+class _Pipe:
+    """A dispatcher's chunks in flight, across batches: at most ``plan.in_flight`` at once, so
+    what is claimed but not yet sent stays about ``campaign_in_flight_seconds`` of the pace (a
+    pause stops the sends within about that long), with no gap between one batch and the next."""
 
-    async def one(chunk: Sequence[tuple[uuid.UUID, str | None]]) -> None:
-        async with slots:
-            if stopped.is_set():
-                return
-            if not await _send_chunk(rt, plan, owner, chunk):
-                stopped.set()
+    def __init__(self, rt: Runtime, plan: _Plan, owner: str) -> None:
+        self.rt, self.plan, self.owner = rt, plan, owner
+        self.slots = asyncio.Semaphore(plan.in_flight)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.stopped = False
+        self.error: BaseException | None = None
 
-    chunks = [batch[i : i + plan.chunk] for i in range(0, len(batch), plan.chunk)]
-    await asyncio.gather(*(one(c) for c in chunks))
-    return stopped.is_set()
+    async def send(self, batch: Sequence[tuple[uuid.UUID, str | None]]) -> bool:
+        """Start the batch's chunks as slots free up; return once each has claimed its messages
+        (or was not started): True when the campaign stopped (paused, cancelled) meanwhile; the
+        messages not claimed stay queued, held."""
+        loop = asyncio.get_running_loop()
+        claimed: list[asyncio.Future[None]] = []
+        size = self.plan.chunk
+        for i in range(0, len(batch), size):
+            await self.slots.acquire()
+            if self.stopped or self.error is not None:
+                self.slots.release()
+                break
+            done = loop.create_future()
+            task = asyncio.create_task(self._run(batch[i : i + size], done))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            claimed.append(done)
+        if claimed:
+            await asyncio.wait(claimed)
+        self._raise()
+        return self.stopped
+
+    async def _run(
+        self, chunk: Sequence[tuple[uuid.UUID, str | None]], claimed: asyncio.Future[None]
+    ) -> None:
+        def on_claimed() -> None:
+            if not claimed.done():
+                claimed.set_result(None)
+
+        try:
+            if not await _send_chunk(self.rt, self.plan, self.owner, chunk, on_claimed):
+                self.stopped = True
+        except Exception as exc:  # _Lost, or the database gone: the loop raises it
+            if self.error is None:
+                self.error = exc
+        finally:
+            on_claimed()
+            self.slots.release()
+
+    async def drain(self) -> None:
+        """Wait for every chunk in flight to be sent and recorded."""
+        while self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
+        self._raise()
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            self.stopped = True
+            raise error
 
 
 async def _send_chunk(
-    rt: Runtime, plan: _Plan, owner: str, chunk: Sequence[tuple[uuid.UUID, str | None]]
+    rt: Runtime,
+    plan: _Plan,
+    owner: str,
+    chunk: Sequence[tuple[uuid.UUID, str | None]],
+    on_claimed: Callable[[], None] | None = None,
 ) -> bool:
-    """Check the campaign still runs and who opted out since, claim, send (no transaction open
-    while Meta answers), record: False when the campaign no longer runs."""
+    """Check the campaign still runs and who opted out since, claim (``on_claimed`` called once
+    the claim is committed), send (no transaction open while Meta answers), record: False when
+    the campaign no longer runs."""
     cid = plan.campaign.id
     by_recipient = {rid: mid for mid, ref in chunk if (rid := recipient_id(ref)) is not None}
     async with writing(rt.sessionmaker) as session:
@@ -760,6 +851,8 @@ async def _send_chunk(
         ids = [mid for mid, ref in chunk if recipient_id(ref) not in out]
         claimed = await messages.claim(session, ids)
         await session.commit()
+    if on_claimed is not None:
+        on_claimed()
     if not claimed:
         return True
     outcomes = await messages.send_many(rt, claimed)
@@ -824,8 +917,7 @@ async def _refuse(
         campaign_id, rids, st.R_SKIPPED, (st.R_QUEUED,), utcnow(), reason=reason
     )
     deltas = Deltas()
-    for _, old in moved:
-        deltas.move(campaign_id, old, st.R_SKIPPED)
+    deltas.moved(campaign_id, moved, st.R_SKIPPED)
     deltas.add(campaign_id, f"skipped:{reason}", len(moved))
     await deltas.write(session)
 

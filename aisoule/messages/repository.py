@@ -128,9 +128,12 @@ class MessageRepository:
         return rows.scalars().all(), int(total.scalar_one())
 
     async def add_many(self, rows: Sequence[dict[str, Any]]) -> None:
-        """Many messages in one INSERT (one statement, one round trip: a multi-row VALUES)."""
+        """Many messages (rows with the same keys) in one round trip: an executemany, which
+        SQLAlchemy sends as batched multi-row INSERTs ("insertmanyvalues") from a statement
+        compiled once and cached. A ``.values(rows)`` statement is compiled anew for every
+        batch, which cost about 0.5 ms of CPU per row at a campaign's 500-row batches."""
         if rows:
-            await self.session.execute(insert(T).values(list(rows)))
+            await self.session.execute(insert(T), list(rows))
 
     async def claim(self, message_ids: Sequence[uuid.UUID], now: datetime) -> Sequence[Message]:
         """Queued (and due) → sending, once, in one statement: the rows claimed here, as they are

@@ -7,9 +7,11 @@ import uuid
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from aisoule import runtime
 from aisoule.accounts import service as accounts_service
+from aisoule.config import get_settings
 from aisoule.exceptions import Conflict, ValidationFailed
-from aisoule.kit.passwords import hash_password, verify_password
+from aisoule.kit import passwords
 from aisoule.kit.time import utcnow
 from aisoule.models import User, Workspace, WorkspaceMember
 from aisoule.runtime import Runtime
@@ -18,6 +20,23 @@ from aisoule.workspaces import service as workspace_service
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 256
+
+
+def _cost() -> passwords.Cost:
+    """The settings' argon2 cost (this process's runtime's; a CLI command's own settings)."""
+    rt = runtime.maybe_current()
+    s = rt.settings if rt is not None else get_settings()
+    return passwords.Cost(
+        s.password_hash_time_cost, s.password_hash_memory_kib, s.password_hash_parallelism
+    )
+
+
+async def hash_password(password: str) -> str:
+    return await passwords.hash_password(password, _cost())
+
+
+async def verify_password(password: str, password_hash: str | None) -> bool:
+    return await passwords.verify_password(password, password_hash, _cost())
 
 
 def normalize_email(value: str, field: str = "email") -> str:
