@@ -343,6 +343,14 @@ def tenants(server: Server) -> Iterator[list[Tenant]]:
         t.ws.session.close()
 
 
+def _sample(ids: list[str]) -> list[str]:
+    """A victim's first, middle and last id of a kind (each of its own surface, and the other
+    kind's one): as telling as all 40 of a tenant's contacts, at a fraction of the requests."""
+    if len(ids) <= 4:
+        return ids
+    return [ids[0], ids[len(ids) // 2], ids[-2], ids[-1]]
+
+
 def test_id_routes_are_404_for_every_other_workspace_and_change_nothing(
     server: Server, tenants: list[Tenant]
 ) -> None:
@@ -371,7 +379,7 @@ def test_id_routes_are_404_for_every_other_workspace_and_change_nothing(
             for (method, path), victim_ids in ID_ROUTES.items():
                 name = path[path.index("{") + 1 : path.index("}")]
                 for victim in victims:
-                    for victim_id in victim_ids(victim):
+                    for victim_id in _sample(victim_ids(victim)):
                         url = path.replace("{" + name + "}", victim_id)
                         r = client.request(method, url, json=BODIES.get((method, path)))
                         if r.status_code != 404:
