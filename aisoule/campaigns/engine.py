@@ -670,19 +670,6 @@ async def _template(session: AsyncSession, campaign: Campaign) -> MessageTemplat
         return None
 
 
-def _contact_fields(row: Any) -> dict[str, Any]:
-    first, last = row.first_name or "", row.last_name or ""
-    return {
-        "first_name": row.first_name,
-        "last_name": row.last_name,
-        "name": f"{first} {last}".strip() or None,
-        "phone": row.phone,
-        "email": row.email,
-        "stage": row.stage,
-        "custom_fields": row.custom_fields or {},
-    }
-
-
 async def _claim_batch(rt: Runtime, plan: _Plan) -> list[tuple[uuid.UUID, str | None]]:
     """The next pending recipients, held and moved in one transaction: skipped with their
     reason, or rendered and written as queued messages (sent by the caller, not by a task)."""
@@ -709,7 +696,7 @@ async def _claim_batch(rt: Runtime, plan: _Plan) -> list[tuple[uuid.UUID, str | 
                 reason = st.SKIP_INVALID_PHONE
             else:
                 rendered = parameters.render(
-                    template, campaign.parameters or {}, _contact_fields(row)
+                    template, campaign.parameters or {}, parameters.contact_fields(row._mapping)
                 )
                 if rendered.missing is not None:
                     reason = st.SKIP_MISSING_VARIABLE

@@ -418,3 +418,18 @@ def text(template: MessageTemplate, components: list[dict[str, Any]] | None) -> 
         if body:
             parts.append(body)
     return "\n\n".join(parts)
+
+
+def contact_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
+    """A contact row (its mapping: first_name, last_name, phone, email, stage, custom_fields) as
+    ``render`` reads it; ``name`` is the first and last names joined, or None."""
+    first, last = row["first_name"], row["last_name"]
+    return {
+        "first_name": first,
+        "last_name": last,
+        "name": " ".join(p for p in (first, last) if p) or None,
+        "phone": row["phone"],
+        "email": row["email"],
+        "stage": row["stage"],
+        "custom_fields": row["custom_fields"] or {},
+    }

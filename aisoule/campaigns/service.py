@@ -484,19 +484,6 @@ async def resend_unknown(
 # -- preview ------------------------------------------------------------------------------------
 
 
-def contact_fields(row: Mapping[Any, Any]) -> dict[str, Any]:
-    """A contact row as parameters.render reads it."""
-    return {
-        "first_name": row["first_name"],
-        "last_name": row["last_name"],
-        "name": full_name(row["first_name"], row["last_name"]),
-        "phone": row["phone"],
-        "email": row["email"],
-        "stage": row["stage"],
-        "custom_fields": row["custom_fields"] or {},
-    }
-
-
 async def preview(
     session: AsyncSession, workspace_id: uuid.UUID, data: CampaignPreview, *, v1: bool = False
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -523,7 +510,9 @@ async def preview(
     conditions = CampaignRepository(session).audience_conditions(workspace_id, defined.audience)
     sample: list[dict[str, Any]] = []
     for row in await contacts.audience_sample(session, workspace_id, conditions, 5):
-        rendered = parameters.render(defined.template, defined.parameters, contact_fields(row))
+        rendered = parameters.render(
+            defined.template, defined.parameters, parameters.contact_fields(row)
+        )
         skip = (
             st.SKIP_OPTED_OUT
             if row["opted_out_at"] is not None
