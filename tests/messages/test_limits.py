@@ -378,7 +378,7 @@ def test_chunk_slots_are_spaced_and_shared_through_redis(redis_url: str) -> None
             assert all(s.defer == 0 for s in first + second)
             interval = 1 / (100 * 0.95)
             for chunk in (first, second):
-                gaps = [y.wait - x.wait for x, y in zip(chunk, chunk[1:], strict=False)]
+                gaps = [y.wait - x.wait for x, y in itertools.pairwise(chunk)]
                 assert all(abs(g - interval) < 1e-5 for g in gaps), gaps
             # The second chunk starts after the first one's last slot (the waits are counted
             # from each script's own moment, at most ``elapsed`` apart).
