@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -14,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from aisoule.config import normalize_database_url
 from tests.servers import Server
+from tests.waiting import wait_for
 
 ORDER_UPDATE: dict[str, Any] = {
     "name": "order_update",
@@ -64,17 +63,6 @@ NAMED_OFFER: dict[str, Any] = {
         },
     ],
 }
-
-
-def wait_for(fn: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def approved_template(api: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ campaign row and call the engine's start/pause/resume/cancel as A's service will
 from __future__ import annotations
 
 import random
-import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -28,6 +27,7 @@ from aisoule.contacts.schemas import ContactUpsertV1
 from aisoule.db.engine import create_engine, create_sessionmaker, writing
 from aisoule.kit.time import utcnow
 from aisoule.models import Campaign, CampaignRecipient, Message
+from tests import waiting
 from tests.conftest import ALL_SCOPES, signup
 from tests.servers import (
     TEST_SECRET,
@@ -83,14 +83,7 @@ def start_campaign_server(backend: str, tmp: Any, suffix: str, **env: str) -> Se
 
 
 def wait_for(fn: Callable[[], Any], what: str, timeout: float = 180.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    return waiting.wait_for(fn, what, timeout)
 
 
 @dataclass

@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from tests import waiting
 from tests.conftest import Workspace
 from tests.servers import Server
 
@@ -23,14 +24,7 @@ _phones = itertools.count(1)
 
 
 def wait_for(fn: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
+    return waiting.wait_for(fn, what, timeout, interval=0.05)
 
 
 @dataclass

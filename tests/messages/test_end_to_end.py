@@ -6,8 +6,6 @@ Then the same with the production shape: tasks on Redis Streams, run by `aisoule
 from __future__ import annotations
 
 import subprocess
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,19 +15,9 @@ import redis
 
 from tests.conftest import ALL_SCOPES, signup
 from tests.servers import AISOULE, Server, make_server, pg_url, sibling_postgres
+from tests.waiting import wait_for
 
 CUSTOMER = "919812345678"
-
-
-def wait_for(fn: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def sandbox(api: httpx.Client) -> dict[str, Any]:

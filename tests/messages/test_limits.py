@@ -12,7 +12,7 @@ import asyncio
 import itertools
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -29,6 +29,7 @@ from aisoule.messages import tasks
 from aisoule.whatsapp.pacing import Pacer
 from tests.conftest import ALL_SCOPES, signup
 from tests.servers import TEST_SECRET, Server, make_server, pg_url, sibling_postgres
+from tests.waiting import wait_for
 
 CUSTOMER = "919811122233"
 PAIR_PERIOD = 1.2  # ours (AISOULE_PAIR_PERIOD_SECONDS); the emulator's is 1.0 with no burst
@@ -63,17 +64,6 @@ def limits_server(
     srv.start()
     yield srv
     srv.stop()
-
-
-def wait_for(fn: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 @dataclass
