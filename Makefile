@@ -64,11 +64,12 @@ wrk:
 	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; \
 	fi
 
-bench: $(VENV)/.installed-dev wrk
+bench: $(VENV)/.installed-dev wrk node_modules/.installed
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.webhooks --write
 	$(BIN)/python -m bench.send --write
 	$(BIN)/python -m bench.campaign --write
+	$(BIN)/python -m bench.dashboard --write
 
 # Two checkouts (git worktrees) of the code, e.g. for issue 9:
 #   git worktree add --detach ../bench-before 1f2502d && git worktree add --detach ../bench-after 662bdde
