@@ -469,6 +469,18 @@ def test_campaigns_wizard_progress_and_steering(
         expect(page.get_by_label("unknown")).to_be_checked()
         expect(page.get_by_label("Campaign name")).to_have_value("Held (retarget)")
         check("campaign-retarget")
+        # Saved as a draft, then edited: the same wizard, filled from the campaign.
+        page.get_by_role("button", name="Create campaign").click()
+        expect(page.get_by_role("heading", name="Held (retarget)")).to_be_visible()
+        page.get_by_role("link", name="Edit", exact=True).click()
+        expect(page.get_by_role("heading", name="Edit campaign")).to_be_visible()
+        expect(page.get_by_label("Recipients of an earlier campaign")).to_have_value(held)
+        expect(page.locator("[data-param='body[1]']").get_by_label("Value")).to_have_value("A")
+        check("campaign-edit")
+        page.get_by_label("Campaign name").fill("Held, second try")
+        page.get_by_role("button", name="Save changes").click()
+        expect(page.get_by_role("heading", name="Held, second try")).to_be_visible()
+        expect(page.locator("#progress[data-status=draft]")).to_have_count(1)
     finally:
         with ws.client() as api:
             api.post(f"/api/campaigns/{held}/cancel")
@@ -476,6 +488,6 @@ def test_campaigns_wizard_progress_and_steering(
 
     assert check.foreign == [], check.foreign
     assert check.problems == [], "\n".join(check.problems)
-    pages = {"/campaigns", "/campaigns/new", "/campaigns/{id}"}
+    pages = {"/campaigns", "/campaigns/new", "/campaigns/{id}", "/campaigns/{id}/edit"}
     assert pages <= check.seen, f"pages never checked: {sorted(pages - check.seen)}"
     context.close()

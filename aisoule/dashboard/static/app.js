@@ -16,6 +16,13 @@
       el.setAttribute("data-local", "");
     });
     root.querySelectorAll("input[data-tz]").forEach(function (el) { el.value = zone; });
+    /* A datetime-local input filled from a UTC time (editing a scheduled campaign). */
+    root.querySelectorAll("input[data-utc]").forEach(function (el) {
+      var d = new Date(el.getAttribute("data-utc"));
+      if (el.value || isNaN(d.getTime())) return;
+      var two = function (n) { return String(n).padStart(2, "0"); };
+      el.value = d.getFullYear() + "-" + two(d.getMonth() + 1) + "-" + two(d.getDate()) + "T" + two(d.getHours()) + ":" + two(d.getMinutes());
+    });
     root.querySelectorAll("[data-tz-name]").forEach(function (el) { el.textContent = zone ? " (" + zone + ")" : ""; });
   }
 
