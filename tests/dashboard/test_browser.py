@@ -387,7 +387,8 @@ def test_campaigns_wizard_progress_and_steering(
     expect(page.get_by_role("heading", name="No campaigns yet")).to_be_visible()
     check("campaigns-empty")
     page.get_by_role("link", name="Create your first campaign").click()
-    expect(page.locator(".template-preview .wa-body")).to_have_text("Hi Priya, use X today.")
+    bubble = page.locator(".template-preview .wa-body")  # the mapping below, not [1]/[2]
+    expect(bubble).to_have_text("Hi [first name], use [first name] today.")
     page.get_by_label("Campaign name").fill("Festive offer")
     page.get_by_label("Any of these tags").fill("camp")
     expect(page.locator("#audience-count")).to_contain_text("3 contacts match")
@@ -396,12 +397,14 @@ def test_campaigns_wizard_progress_and_steering(
     first.get_by_label("When the contact has none").fill("there")
     second.get_by_label("Fill with").select_option("value")
     expect(second.get_by_label("When the contact has none")).to_be_hidden()
+    expect(bubble).to_have_text("Hi [first name], use X today.")  # the example until typed
     # A fixed value left empty: the service names parameters.body[1], shown in its row.
     page.get_by_label("Start now").check()
     page.get_by_role("button", name="Create campaign").click()
     expect(page.locator("[data-param='body[1]'] .error")).to_contain_text("must not be empty")
     check("campaign-new-error")
     page.locator("[data-param='body[1]']").get_by_label("Value").fill("FEST10")
+    expect(bubble).to_have_text("Hi [first name], use FEST10 today.")
     expect(page.locator("#preview .wa-body")).to_have_text("Hi Priya, use FEST10 today.")
     expect(page.locator("[data-preflight=opted_out]")).to_have_text("0")
     expect(page.locator("[data-preflight=duration]")).to_contain_text("second")

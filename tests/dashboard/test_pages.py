@@ -387,6 +387,7 @@ def test_campaign_forms_name_fields_and_the_chart_counts(ws: Workspace, server: 
         filled = client.get(edit).text
         assert 'value="Pages"' in filled and 'name="p.body[1].value" type="text" value="C1"' in filled
         assert f'data-utc="{c["scheduled_at"].replace("Z", "+00:00")}"' in filled
+        assert '<p class="wa-body">Hi [first name], code C1</p>' in filled  # the mapping
         r = client.post(edit, data=form | {"name": " ", "p.body[1].value": "C2", "when": "draft"})
         assert r.status_code == 422 and 'data-field="name"' in r.text, r.text
         r = client.post(edit, data=form | {"name": "Pages 2", "p.body[1].value": "C2", "when": "draft"})

@@ -305,7 +305,8 @@ async def _wizard_context(
         "accounts": accounts,
         "templates": approved,
         "template": template,
-        "bubble": bubble(template) if template else None,
+        "bubble": _mapped_bubble(template, values) if template else None,
+        "mapping": _mapping_script(template) if template else None,
         "slots": _slots(template),
         "sources": SOURCES,
         "earlier": [c for c in earlier if c.started_at is not None],
@@ -402,6 +403,77 @@ def _parameter_values(spec: Mapping[str, Any]) -> dict[str, Any]:
                 out[f"{name}.source"] = field
             out[f"{name}.fallback"] = str(entry.get("fallback") or "")
     return out
+
+
+_VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+_SOURCE_LABELS = {v: label.removeprefix("Contact: ") for v, label in SOURCES}
+
+
+def _text_parts(template: MessageTemplate) -> dict[str, tuple[str, dict[str, str]]]:
+    """The header's and body's text with their variables, and each variable's example, by the
+    mapping's name for it (``body[0]``, ``body.name``)."""
+    out: dict[str, tuple[str, dict[str, str]]] = {}
+    for comp in template.components or []:
+        kind = str(comp.get("type", "")).lower()
+        if kind not in ("header", "body") or str(comp.get("format", "TEXT")).upper() != "TEXT":
+            continue
+        example = comp.get("example") or {}
+        examples: dict[str, str] = {}
+        positional = example.get(f"{kind}_text") or []
+        if kind == "body":
+            positional = positional[0] if positional and isinstance(positional[0], list) else []
+        for i, v in enumerate(positional):
+            examples[f"{kind}[{i}]"] = str(v)
+        for p in example.get(f"{kind}_text_named_params") or []:
+            examples[f"{kind}.{p.get('param_name')}"] = str(p.get("example"))
+        out[kind] = (str(comp.get("text") or ""), examples)
+    return out
+
+
+def _where(kind: str, name: str, named: bool) -> str | None:
+    if named:
+        return f"{kind}.{name}"
+    return f"{kind}[{int(name) - 1}]" if name.isdigit() and int(name) > 0 else None
+
+
+def _shown(values: Mapping[str, Any], where: str, example: str | None) -> str:
+    """What the template bubble shows for a variable: the fixed value typed (the template's
+    example until one is), or the contact field it is filled from, e.g. [first name]; app.js
+    does the same as the inputs change."""
+    name = f"p.{where}"
+    source = values.get(f"{name}.source") or "first_name"
+    if source == "value" or source not in _SOURCE_LABELS:
+        typed = str(values.get(f"{name}.value") or "")
+        return typed or example or "[value]"
+    if source == "custom":
+        key = str(values.get(f"{name}.custom") or "").strip()
+        return f"[{key}]" if key else "[custom field]"
+    return f"[{_SOURCE_LABELS[source]}]"
+
+
+def _mapped_bubble(template: MessageTemplate, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The template's bubble with each text variable as the mapping below fills it (not [1])."""
+    parts = bubble(template)
+    named = str(template.parameter_format or "").upper() == "NAMED"
+    for kind, (text, examples) in _text_parts(template).items():
+
+        def fill(m: re.Match[str], kind: str = kind, examples: dict[str, str] = examples) -> str:
+            where = _where(kind, m.group(1), named)
+            return _shown(values, where, examples.get(where)) if where else m.group(0)
+
+        parts[kind] = _VARIABLE.sub(fill, text)
+    return parts
+
+
+def _mapping_script(template: MessageTemplate) -> dict[str, Any]:
+    """What app.js needs to redo _mapped_bubble in the browser."""
+    parts = _text_parts(template)
+    return {
+        "named": str(template.parameter_format or "").upper() == "NAMED",
+        "texts": {kind: text for kind, (text, _) in parts.items()},
+        "examples": {k: v for _, (_, examples) in parts.items() for k, v in examples.items()},
+        "labels": _SOURCE_LABELS,
+    }
 
 
 def _sample_bubble(template: MessageTemplate, components: list[dict[str, Any]] | None) -> Any:
