@@ -127,6 +127,8 @@ class CaseResult:
     sql_plan: str
     api: Timing
     api_total: int
+    # Cores other processes used just before each of its three runs (the machine is shared).
+    other_cores: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -284,14 +286,14 @@ def _measure_case(
         return "/api/contacts?" + urllib.parse.urlencode({**case.at(k), "per_page": PER_PAGE})
 
     path = page_url(0)
-    cpu.wait_for_quiet(cfg.database_name, max_wait=args.quiet_wait)
+    other = [cpu.wait_for_quiet(cfg.database_name, max_wait=args.quiet_wait)]
     page, response = _time_http(client, page_url, args.warmup, args.requests)
     body = response.content
-    cpu.wait_for_quiet(cfg.database_name, max_wait=args.quiet_wait)
+    other.append(cpu.wait_for_quiet(cfg.database_name, max_wait=args.quiet_wait))
     sql_timing, plan = asyncio.run(
         _time_sql(cfg.asyncpg_dsn, cfg.workspace_id, case, args.warmup, args.requests)
     )
-    cpu.wait_for_quiet(cfg.database_name, max_wait=args.quiet_wait)
+    other.append(cpu.wait_for_quiet(cfg.database_name, max_wait=args.quiet_wait))
     api, api_response = _time_http(
         client, api_url, args.warmup, args.requests, headers={"X-API-Key": cfg.api_key}
     )
@@ -307,6 +309,7 @@ def _measure_case(
         sql_plan=plan,
         api=api,
         api_total=api_response.json()["data"]["total"],
+        other_cores=[round(x, 2) for x in other],
     )
     print(
         f"  {case.name:6} page p50 {page.p50_ms:6.1f} p95 {page.p95_ms:6.1f} ms "
@@ -417,6 +420,14 @@ def markdown(r: Results, args: argparse.Namespace) -> str:
             f"{c.page.p50_ms / max(c.sql.p50_ms, 1e-6):.1f}x | {_ms(c.api)} | "
             f"{c.page.p50_ms / max(c.api.p50_ms, 1e-6):.2f}x |"
         )
+    loads = [x for c in r.cases for x in c.other_cores]
+    if loads:
+        lines += [
+            "",
+            f"The machine is shared: just before the runs, other processes used {min(loads):.2f} "
+            f"to {max(loads):.2f} of its {m['cpus']} cores (each run waited up to "
+            f"{args.quiet_wait:.0f} s for them to go under 0.25).",
+        ]
     lines += ["", "Plans of the list statements (EXPLAIN ANALYZE, outermost node first):", ""]
     for c in r.cases:
         lines.append(f"- {c.name}: {c.sql_plan}")
