@@ -6,7 +6,7 @@ AISOULE_HOST ?= 127.0.0.1
 AISOULE_PORT ?= 8000
 export AISOULE_HOST AISOULE_PORT
 
-.PHONY: run test lint typecheck bench bench-compare wrk fuzz clean help
+.PHONY: run test lint typecheck bench bench-compare wrk fuzz wheel clean help
 
 help:
 	@echo "make run    - install into .venv, migrate, start http://$(AISOULE_HOST):$(AISOULE_PORT)"
@@ -14,6 +14,7 @@ help:
 	@echo "make bench  - benchmarks on PostgreSQL (1M contacts), results in docs/benchmarks.md"
 	@echo "make bench-compare BEFORE=dir AFTER=dir - the bench scenarios at two checkouts, alternating"
 	@echo "make fuzz   - the schemathesis API fuzz test with FUZZ_EXAMPLES (1000) cases per operation"
+	@echo "make wheel  - dist/aisoule-*.whl, carrying the browser assets (docs/deployment.md)"
 
 $(VENV)/.python-ok:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "aisoule needs Python 3.11 or newer (found " + sys.version.split()[0] + ")")'
@@ -64,11 +65,12 @@ wrk:
 	  apt-get update -qq && apt-get install -y -qq wrk >/dev/null; \
 	fi
 
-bench: $(VENV)/.installed-dev wrk
+bench: $(VENV)/.installed-dev wrk node_modules/.installed
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.webhooks --write
 	$(BIN)/python -m bench.send --write
 	$(BIN)/python -m bench.campaign --write
+	$(BIN)/python -m bench.dashboard --write
 
 # Two checkouts (git worktrees) of the code, e.g. for issue 9:
 #   git worktree add --detach ../bench-before 1f2502d && git worktree add --detach ../bench-after 662bdde
@@ -76,5 +78,9 @@ bench: $(VENV)/.installed-dev wrk
 bench-compare: $(VENV)/.installed-dev wrk
 	$(BIN)/python -m bench.compare --before $(BEFORE) --after $(AFTER) $(COMPARE_ARGS)
 
+# A wheel that carries the npm-installed browser assets (setup.py copies them from node_modules).
+wheel: $(VENV)/.python-ok node_modules/.installed
+	$(BIN)/pip wheel --quiet --no-deps -w dist .
+
 clean:
-	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules var .pytest_cache .mypy_cache .ruff_cache build dist aisoule/vendor

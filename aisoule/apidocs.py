@@ -18,21 +18,14 @@ from fastapi import FastAPI, HTTPException
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse
 
+from aisoule import assets
 from aisoule.config import Settings
 
 log = structlog.get_logger(__name__)
 
-# The source checkout's node_modules (aisoule/ sits beside it); an install elsewhere sets
-# AISOULE_ASSETS_DIR.
-CHECKOUT_ASSETS = Path(__file__).resolve().parent.parent / "node_modules"
 VENDOR_PATH = "/static/vendor"
 # The files the pages load: URL name -> (path under the assets directory, media type).
-VENDOR: dict[str, tuple[str, str]] = {
-    "swagger-ui-bundle.js": ("swagger-ui-dist/swagger-ui-bundle.js", "text/javascript"),
-    "swagger-ui.css": ("swagger-ui-dist/swagger-ui.css", "text/css"),
-    "favicon.png": ("swagger-ui-dist/favicon-32x32.png", "image/png"),
-    "redoc.standalone.js": ("redoc/bundles/redoc.standalone.js", "text/javascript"),
-}
+VENDOR = assets.API_DOCS
 _INLINE_SCRIPT = re.compile(r"<script>(.*?)</script>", re.DOTALL)
 # Both UIs set inline styles (Redoc injects <style> elements); Redoc's search runs in a blob: worker.
 _CSP = (
@@ -60,7 +53,8 @@ aisoule.</li>
 
 
 def assets_dir(settings: Settings) -> Path:
-    return settings.assets_dir if settings.assets_dir is not None else CHECKOUT_ASSETS
+    """AISOULE_ASSETS_DIR, else the wheel's copy, else the checkout's node_modules."""
+    return settings.assets_dir if settings.assets_dir is not None else assets.default_dir()
 
 
 def _with_csp(page: HTMLResponse) -> HTMLResponse:

@@ -122,7 +122,7 @@ def machine_info(asyncpg_server_version: str) -> dict[str, str]:
                 break
     except OSError:
         pass
-    wrk_version = run(["wrk", "--version"], check=False).splitlines()
+    wrk_version = run(["wrk", "--version"], check=False).splitlines() if shutil.which("wrk") else []
     return {
         "cpus": str(os.cpu_count() or "?"),
         "cpu_model": cpu,

@@ -448,6 +448,7 @@ def markdown(results: Results) -> str:
         ".venv/bin/python -m bench --skip-seed        # reuse the seeded database",
         ".venv/bin/python -m bench --contacts 20000 --duration 5   # quick check, file untouched",
         ".venv/bin/python -m bench --help             # all options",
+        ".venv/bin/python -m bench.dashboard --write  # the web app's contacts page (own section)",
         "```",
         "",
         "Needs PostgreSQL (`AISOULE_BENCH_DATABASE_URL`, default "

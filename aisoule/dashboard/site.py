@@ -13,7 +13,7 @@ from fastapi.responses import FileResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
-from aisoule import apidocs
+from aisoule import apidocs, assets
 from aisoule.config import Settings
 from aisoule.dashboard import web
 from aisoule.dashboard.pages import ROUTERS
@@ -23,7 +23,7 @@ log = structlog.get_logger(__name__)
 
 # Our own files (aisoule/dashboard/static) and the npm packages' (node_modules, pinned).
 OWN = {"app.css": "text/css", "app.js": "text/javascript", "inbox.js": "text/javascript"}
-VENDOR = {"htmx.min.js": ("htmx.org/dist/htmx.min.js", "text/javascript")}
+VENDOR = assets.DASHBOARD
 # Paths that are never dashboard pages: their errors keep their API's JSON shape.
 NOT_PAGES = (
     "/api",

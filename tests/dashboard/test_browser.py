@@ -387,7 +387,8 @@ def test_campaigns_wizard_progress_and_steering(
     expect(page.get_by_role("heading", name="No campaigns yet")).to_be_visible()
     check("campaigns-empty")
     page.get_by_role("link", name="Create your first campaign").click()
-    expect(page.locator(".template-preview .wa-body")).to_have_text("Hi Priya, use X today.")
+    bubble = page.locator(".template-preview .wa-body")  # the mapping below, not [1]/[2]
+    expect(bubble).to_have_text("Hi [first name], use [first name] today.")
     page.get_by_label("Campaign name").fill("Festive offer")
     page.get_by_label("Any of these tags").fill("camp")
     expect(page.locator("#audience-count")).to_contain_text("3 contacts match")
@@ -396,12 +397,14 @@ def test_campaigns_wizard_progress_and_steering(
     first.get_by_label("When the contact has none").fill("there")
     second.get_by_label("Fill with").select_option("value")
     expect(second.get_by_label("When the contact has none")).to_be_hidden()
+    expect(bubble).to_have_text("Hi [first name], use X today.")  # the example until typed
     # A fixed value left empty: the service names parameters.body[1], shown in its row.
     page.get_by_label("Start now").check()
     page.get_by_role("button", name="Create campaign").click()
     expect(page.locator("[data-param='body[1]'] .error")).to_contain_text("must not be empty")
     check("campaign-new-error")
     page.locator("[data-param='body[1]']").get_by_label("Value").fill("FEST10")
+    expect(bubble).to_have_text("Hi [first name], use FEST10 today.")
     expect(page.locator("#preview .wa-body")).to_have_text("Hi Priya, use FEST10 today.")
     expect(page.locator("[data-preflight=opted_out]")).to_have_text("0")
     expect(page.locator("[data-preflight=duration]")).to_contain_text("second")
@@ -469,6 +472,18 @@ def test_campaigns_wizard_progress_and_steering(
         expect(page.get_by_label("unknown")).to_be_checked()
         expect(page.get_by_label("Campaign name")).to_have_value("Held (retarget)")
         check("campaign-retarget")
+        # Saved as a draft, then edited: the same wizard, filled from the campaign.
+        page.get_by_role("button", name="Create campaign").click()
+        expect(page.get_by_role("heading", name="Held (retarget)")).to_be_visible()
+        page.get_by_role("link", name="Edit", exact=True).click()
+        expect(page.get_by_role("heading", name="Edit campaign")).to_be_visible()
+        expect(page.get_by_label("Recipients of an earlier campaign")).to_have_value(held)
+        expect(page.locator("[data-param='body[1]']").get_by_label("Value")).to_have_value("A")
+        check("campaign-edit")
+        page.get_by_label("Campaign name").fill("Held, second try")
+        page.get_by_role("button", name="Save changes").click()
+        expect(page.get_by_role("heading", name="Held, second try")).to_be_visible()
+        expect(page.locator("#progress[data-status=draft]")).to_have_count(1)
     finally:
         with ws.client() as api:
             api.post(f"/api/campaigns/{held}/cancel")
@@ -476,6 +491,6 @@ def test_campaigns_wizard_progress_and_steering(
 
     assert check.foreign == [], check.foreign
     assert check.problems == [], "\n".join(check.problems)
-    pages = {"/campaigns", "/campaigns/new", "/campaigns/{id}"}
+    pages = {"/campaigns", "/campaigns/new", "/campaigns/{id}", "/campaigns/{id}/edit"}
     assert pages <= check.seen, f"pages never checked: {sorted(pages - check.seen)}"
     context.close()

@@ -106,6 +106,8 @@ ID_PAGES: dict[tuple[str, str], str] = {
     ("POST", "/campaigns/{campaign_id}/cancel"): "campaign",
     ("POST", "/campaigns/{campaign_id}/resend-unknown"): "campaign",
     ("POST", "/campaigns/{campaign_id}/delete"): "campaign",
+    ("GET", "/campaigns/{campaign_id}/edit"): "campaign",
+    ("POST", "/campaigns/{campaign_id}/edit"): "campaign",
     ("GET", "/inbox/{conversation_id}"): "conversation",
     ("GET", "/inbox/{conversation_id}/pane"): "conversation",
     ("GET", "/inbox/{conversation_id}/composer"): "conversation",
@@ -380,6 +382,20 @@ def test_campaign_forms_name_fields_and_the_chart_counts(ws: Workspace, server: 
         assert c["scheduled_at"] == local.replace(second=0, microsecond=0).astimezone(UTC).strftime(
             "%Y-%m-%dT%H:%M:%SZ"
         ), c["scheduled_at"]
+        # Editing it: the wizard filled from the campaign, saved through the service's update.
+        edit = f"/campaigns/{c['id']}/edit"
+        filled = client.get(edit).text
+        assert 'value="Pages"' in filled and 'name="p.body[1].value" type="text" value="C1"' in filled
+        assert f'data-utc="{c["scheduled_at"].replace("Z", "+00:00")}"' in filled
+        assert '<p class="wa-body">Hi [first name], code C1</p>' in filled  # the mapping
+        r = client.post(edit, data=form | {"name": " ", "p.body[1].value": "C2", "when": "draft"})
+        assert r.status_code == 422 and 'data-field="name"' in r.text, r.text
+        r = client.post(edit, data=form | {"name": "Pages 2", "p.body[1].value": "C2", "when": "draft"})
+        assert r.status_code == 303, r.text
+        with ws.client() as api:
+            c = api.get(f"/api/campaigns/{c['id']}").json()["data"]["campaign"]
+        assert (c["name"], c["status"], c["scheduled_at"]) == ("Pages 2", "draft", None), c
+        assert c["parameters"]["body"][1] == {"value": "C2"}, c["parameters"]
         r = client.post("/campaigns", data=form | {"p.body[1].value": "C1"})
         assert r.status_code == 303, r.text
         url = r.headers["location"]
@@ -394,6 +410,7 @@ def test_campaign_forms_name_fields_and_the_chart_counts(ws: Workspace, server: 
             while not done():
                 assert time.monotonic() < deadline, "the campaign never completed"
                 time.sleep(0.2)
+        assert client.get(f"{url}/edit").status_code == 409  # completed: no longer editable
         chart = client.get(f"{url}/chart").text
         assert "2 sent, 2 delivered, 2 read, 0 failed" in chart, chart
         page = client.get(url).text

@@ -1,5 +1,6 @@
 """Campaigns: the list, the create wizard (template, audience with a live count, variable
-mapping, the pre-flight, schedule) and a campaign's page (live progress, stats, a chart over
+mapping, the pre-flight, schedule), the same wizard editing a draft, scheduled or paused
+campaign, and a campaign's page (live progress, stats, a chart over
 time, its recipients, pause / resume / cancel / resend-unknown / retarget). Every number on these
 pages comes from aisoule.campaigns.service, as the API's."""
 
@@ -20,12 +21,17 @@ from aisoule.accounts import service as accounts_service
 from aisoule.campaigns import parameters as campaign_parameters
 from aisoule.campaigns import service as campaigns_service
 from aisoule.campaigns import status as st
-from aisoule.campaigns.schemas import CampaignCreate, CampaignPreview, audience_out
+from aisoule.campaigns.schemas import (
+    CampaignCreate,
+    CampaignPreview,
+    CampaignUpdate,
+    audience_out,
+)
 from aisoule.dashboard import web
 from aisoule.dashboard.pages.whatsapp import bubble
 from aisoule.dashboard.web import ViewerDep
 from aisoule.db.session import DBSession
-from aisoule.exceptions import AisouleError, NotFound
+from aisoule.exceptions import AisouleError, Conflict, NotFound
 from aisoule.models import Campaign, MessageTemplate
 from aisoule.templates import service as templates_service
 from aisoule.workspaces import service as workspace_service
@@ -299,13 +305,15 @@ async def _wizard_context(
         "accounts": accounts,
         "templates": approved,
         "template": template,
-        "bubble": bubble(template) if template else None,
+        "bubble": _mapped_bubble(template, values) if template else None,
+        "mapping": _mapping_script(template) if template else None,
         "slots": _slots(template),
         "sources": SOURCES,
         "earlier": [c for c in earlier if c.started_at is not None],
         "stages": stages,
         "buckets": BUCKETS,
         "errors": {},
+        "edit": None,
     }
 
 
@@ -328,6 +336,12 @@ async def _definition(
         "name": values.get("name", ""),
         "audience": _audience(values),
     }
+    if values.get("editing"):
+        editing = await campaigns_service.get(session, viewer.workspace_id, values["editing"])
+        if _locked(editing)["audience"]:
+            # The wizard cannot change it (or show it): the count and the sample use the stored one.
+            refs = await campaigns_service.contact_refs(session, viewer.workspace_id, [editing])
+            body["audience"] = audience_out(editing.audience or {}, refs, v1=False)
     if values.get("account_id"):
         body["account_id"] = values["account_id"]
     if template is not None:
@@ -360,7 +374,12 @@ def _prefill(earlier: Campaign) -> dict[str, Any]:
         "from_campaign": str(earlier.id),
         "from_statuses": ["failed", "unknown"],
     }
-    spec = earlier.parameters or {}
+    return out | _parameter_values(earlier.parameters or {})
+
+
+def _parameter_values(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """A campaign's variable mapping as the wizard's inputs."""
+    out: dict[str, Any] = {}
     for component in ("header", "body", "buttons"):
         part = spec.get(component)
         items = part.items() if isinstance(part, dict) else enumerate(part or [])
@@ -384,6 +403,77 @@ def _prefill(earlier: Campaign) -> dict[str, Any]:
                 out[f"{name}.source"] = field
             out[f"{name}.fallback"] = str(entry.get("fallback") or "")
     return out
+
+
+_VARIABLE = re.compile(r"\{\{\s*([A-Za-z0-9_]+)\s*\}\}")
+_SOURCE_LABELS = {v: label.removeprefix("Contact: ") for v, label in SOURCES}
+
+
+def _text_parts(template: MessageTemplate) -> dict[str, tuple[str, dict[str, str]]]:
+    """The header's and body's text with their variables, and each variable's example, by the
+    mapping's name for it (``body[0]``, ``body.name``)."""
+    out: dict[str, tuple[str, dict[str, str]]] = {}
+    for comp in template.components or []:
+        kind = str(comp.get("type", "")).lower()
+        if kind not in ("header", "body") or str(comp.get("format", "TEXT")).upper() != "TEXT":
+            continue
+        example = comp.get("example") or {}
+        examples: dict[str, str] = {}
+        positional = example.get(f"{kind}_text") or []
+        if kind == "body":
+            positional = positional[0] if positional and isinstance(positional[0], list) else []
+        for i, v in enumerate(positional):
+            examples[f"{kind}[{i}]"] = str(v)
+        for p in example.get(f"{kind}_text_named_params") or []:
+            examples[f"{kind}.{p.get('param_name')}"] = str(p.get("example"))
+        out[kind] = (str(comp.get("text") or ""), examples)
+    return out
+
+
+def _where(kind: str, name: str, named: bool) -> str | None:
+    if named:
+        return f"{kind}.{name}"
+    return f"{kind}[{int(name) - 1}]" if name.isdigit() and int(name) > 0 else None
+
+
+def _shown(values: Mapping[str, Any], where: str, example: str | None) -> str:
+    """What the template bubble shows for a variable: the fixed value typed (the template's
+    example until one is), or the contact field it is filled from, e.g. [first name]; app.js
+    does the same as the inputs change."""
+    name = f"p.{where}"
+    source = values.get(f"{name}.source") or "first_name"
+    if source == "value" or source not in _SOURCE_LABELS:
+        typed = str(values.get(f"{name}.value") or "")
+        return typed or example or "[value]"
+    if source == "custom":
+        key = str(values.get(f"{name}.custom") or "").strip()
+        return f"[{key}]" if key else "[custom field]"
+    return f"[{_SOURCE_LABELS[source]}]"
+
+
+def _mapped_bubble(template: MessageTemplate, values: Mapping[str, Any]) -> dict[str, Any]:
+    """The template's bubble with each text variable as the mapping below fills it (not [1])."""
+    parts = bubble(template)
+    named = str(template.parameter_format or "").upper() == "NAMED"
+    for kind, (text, examples) in _text_parts(template).items():
+
+        def fill(m: re.Match[str], kind: str = kind, examples: dict[str, str] = examples) -> str:
+            where = _where(kind, m.group(1), named)
+            return _shown(values, where, examples.get(where)) if where else m.group(0)
+
+        parts[kind] = _VARIABLE.sub(fill, text)
+    return parts
+
+
+def _mapping_script(template: MessageTemplate) -> dict[str, Any]:
+    """What app.js needs to redo _mapped_bubble in the browser."""
+    parts = _text_parts(template)
+    return {
+        "named": str(template.parameter_format or "").upper() == "NAMED",
+        "texts": {kind: text for kind, (text, _) in parts.items()},
+        "examples": {k: v for _, (_, examples) in parts.items() for k, v in examples.items()},
+        "labels": _SOURCE_LABELS,
+    }
 
 
 def _sample_bubble(template: MessageTemplate, components: list[dict[str, Any]] | None) -> Any:
@@ -490,6 +580,154 @@ async def create_campaign(request: Request, viewer: ViewerDep, session: DBSessio
     return web.render(request, template, ctx, viewer=viewer, status_code=422)
 
 
+# -- editing ------------------------------------------------------------------------------------
+
+
+def _locked(c: Campaign) -> dict[str, bool]:
+    """What the edit wizard leaves as it is. A paused campaign has begun: its number and audience
+    stay (the service refuses to change them). An audience the wizard's inputs cannot hold
+    (chosen contacts, several custom fields, a list of values) is kept, not half-shown."""
+    return {
+        "account": c.status == st.PAUSED,
+        "audience": c.status == st.PAUSED or _audience_values(c.audience or {}) is None,
+        "schedule": c.status == st.PAUSED,
+    }
+
+
+def _audience_values(audience: Mapping[str, Any]) -> dict[str, Any] | None:
+    """A stored audience as the wizard's inputs, or None when they cannot hold it."""
+    if set(audience) - {"all", "tags", "tags_all", "exclude_tags", "stage", "custom_fields",
+                        "from_campaign"}:  # fmt: skip
+        return None
+    out: dict[str, Any] = {"from_statuses": []}
+    if audience.get("all"):
+        out["audience_all"] = "1"
+    for key in ("tags", "tags_all", "exclude_tags"):
+        if audience.get(key):
+            out[key] = ", ".join(str(t) for t in audience[key])
+    if audience.get("stage"):
+        out["stage"] = str(audience["stage"])
+    fields = audience.get("custom_fields") or {}
+    if fields:
+        if len(fields) > 1:
+            return None
+        ((key, value),) = fields.items()
+        if isinstance(value, (dict, list)):
+            return None
+        out["cf_key"], out["cf_value"] = str(key), str(value)
+    earlier = audience.get("from_campaign")
+    if earlier:
+        out["from_campaign"] = str(earlier.get("id", ""))
+        out["from_statuses"] = [s for s in earlier.get("statuses") or [] if s in BUCKETS]
+    return out
+
+
+def _edit_values(c: Campaign) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "name": c.name,
+        "account_id": str(c.account_id or ""),
+        "template_id": str(c.template_id or ""),
+        "from_statuses": [],
+        "force": False,
+        "when": "later" if c.status == st.SCHEDULED else "draft",
+        "scheduled_local": "",
+    }
+    values |= _audience_values(c.audience or {}) or {}
+    return values | _parameter_values(c.parameters or {})
+
+
+async def _edit_context(
+    request: Request, viewer: web.Viewer, session: Any, c: Campaign, values: dict[str, Any]
+) -> dict[str, Any]:
+    values["editing"] = str(c.id)
+    ctx = await _wizard_context(request, viewer, session, values)
+    refs = await campaigns_service.contact_refs(session, viewer.workspace_id, [c])
+    ctx["edit"] = {
+        "c": c,
+        "locked": _locked(c),
+        "audience": audience_out(c.audience or {}, refs, v1=False),
+        "scheduled_utc": _utc(c.scheduled_at),
+    }
+    ctx["earlier"] = [e for e in ctx["earlier"] if e.id != c.id]  # it cannot retarget itself
+    return ctx
+
+
+def _utc(when: datetime | None) -> str:
+    """For app.js to show in the reader's time zone (SQLite hands back naive UTC)."""
+    if when is None:
+        return ""
+    return (when if when.tzinfo else when.replace(tzinfo=UTC)).astimezone(UTC).isoformat()
+
+
+def _editable(c: Campaign) -> None:
+    if c.status not in st.EDITABLE:
+        raise Conflict(
+            f"The campaign is {c.status}: only a draft, scheduled or paused campaign can be "
+            "edited",
+            code="campaign_status",
+        )
+
+
+@router.get("/campaigns/{campaign_id}/edit")
+async def edit_campaign(
+    campaign_id: str, request: Request, viewer: ViewerDep, session: DBSession
+) -> Response:
+    c = await campaigns_service.get(session, viewer.workspace_id, campaign_id)
+    _editable(c)
+    wizard_only = web.is_htmx(request) and request.headers.get("hx-target") == "wizard"
+    # A re-render for a new number or template carries the inputs as they are.
+    values = _values(request.query_params) if wizard_only else _edit_values(c)
+    ctx = await _edit_context(request, viewer, session, c, values)
+    return web.render(
+        request,
+        "campaign_wizard.html" if wizard_only else "campaign_edit.html",
+        ctx,
+        viewer=viewer,
+    )
+
+
+@router.post("/campaigns/{campaign_id}/edit")
+async def update_campaign(
+    campaign_id: str, request: Request, viewer: ViewerDep, session: DBSession
+) -> Response:
+    """The wizard as PUT /api/campaigns/{id}'s body, through the same service call."""
+    c = await campaigns_service.get(session, viewer.workspace_id, campaign_id)
+    _editable(c)
+    locked = _locked(c)
+    values = _values(await request.form())
+    values["editing"] = str(c.id)
+    body, _, errors = await _definition(session, viewer, values)
+    if locked["account"]:
+        body.pop("account_id", None)
+    if locked["audience"]:
+        body.pop("audience", None)
+    if not locked["schedule"]:
+        if values.get("when") == "later":
+            scheduled, problem = _scheduled_at(values)
+            if problem:
+                errors["scheduled_local"] = problem
+            body["scheduled_at"] = scheduled
+        elif c.status == st.SCHEDULED:
+            body["scheduled_at"] = None  # back to a draft
+    if not errors:
+        try:
+            data = CampaignUpdate.model_validate(body)
+            await campaigns_service.update(session, viewer.workspace_id, campaign_id, data)
+        except ValidationError as exc:
+            errors = _to_inputs(_pydantic_errors(exc))
+        except AisouleError as exc:
+            await web.undo(session)
+            errors = _to_inputs(web.errors_of(exc))
+        else:
+            return web.redirect(request, f"/campaigns/{campaign_id}")
+    if "scheduled_at" in errors:
+        errors["scheduled_local"] = errors.pop("scheduled_at")
+    ctx = await _edit_context(request, viewer, session, c, values)
+    ctx["errors"] = errors
+    template = "campaign_wizard.html" if web.is_htmx(request) else "campaign_edit.html"
+    return web.render(request, template, ctx, viewer=viewer, status_code=422)
+
+
 # -- a campaign --------------------------------------------------------------------------------
 
 
@@ -551,6 +789,7 @@ async def _campaign_context(session: Any, viewer: web.Viewer, campaign_id: str) 
             "resend": row.status in campaigns_service.RESENDABLE and stats.get("unknown", 0) > 0,
             "retarget": row.started_at is not None,
             "delete": row.status in st.DELETABLE,
+            "edit": row.status in st.EDITABLE,
         },
         "notice": None,
         "problem": None,

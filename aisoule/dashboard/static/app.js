@@ -16,6 +16,13 @@
       el.setAttribute("data-local", "");
     });
     root.querySelectorAll("input[data-tz]").forEach(function (el) { el.value = zone; });
+    /* A datetime-local input filled from a UTC time (editing a scheduled campaign). */
+    root.querySelectorAll("input[data-utc]").forEach(function (el) {
+      var d = new Date(el.getAttribute("data-utc"));
+      if (el.value || isNaN(d.getTime())) return;
+      var two = function (n) { return String(n).padStart(2, "0"); };
+      el.value = d.getFullYear() + "-" + two(d.getMonth() + 1) + "-" + two(d.getDate()) + "T" + two(d.getHours()) + ":" + two(d.getMinutes());
+    });
     root.querySelectorAll("[data-tz-name]").forEach(function (el) { el.textContent = zone ? " (" + zone + ")" : ""; });
   }
 
@@ -65,6 +72,36 @@
     });
   }
 
+  /* The campaign wizard's template bubble: each variable as the mapping below fills it (the
+     server renders the same: pages/campaigns.py _mapped_bubble). */
+  function mappedValue(form, map, where) {
+    var input = function (suffix) { return form.querySelector('[name="p.' + where + suffix + '"]'); };
+    var source = input(".source"), value = input(".value");
+    var chosen = source ? source.value : "value";
+    if (chosen === "value" || !map.labels[chosen]) {
+      return (value && value.value) || map.examples[where] || "[value]";
+    }
+    if (chosen === "custom") {
+      var key = input(".custom");
+      return key && key.value.trim() ? "[" + key.value.trim() + "]" : "[custom field]";
+    }
+    return "[" + map.labels[chosen] + "]";
+  }
+
+  function mapped(form) {
+    var box = document.querySelector("[data-mapping]");
+    if (!box || !form) return;
+    var map = JSON.parse(box.getAttribute("data-mapping"));
+    Object.keys(map.texts).forEach(function (kind) {
+      var out = box.querySelector(".wa-" + kind);
+      if (!out) return;
+      out.textContent = map.texts[kind].replace(/\{\{\s*([A-Za-z0-9_]+)\s*\}\}/g, function (m, name) {
+        var where = map.named ? kind + "." + name : (/^\d+$/.test(name) && +name > 0 ? kind + "[" + (+name - 1) + "]" : null);
+        return where ? mappedValue(form, map, where) : m;
+      });
+    });
+  }
+
   function wire(root) {
     localTimes(root);
     /* The invitation link carries its token after '#' (never sent to a server): into the form. */
@@ -78,6 +115,12 @@
       form.addEventListener("change", function () { preview(form); });
       preview(form);
     });
+    var wizard = document.getElementById("wizard-form");
+    if (wizard && !wizard.dataset.mapped) {
+      wizard.dataset.mapped = "1";
+      wizard.addEventListener("input", function () { mapped(wizard); });
+      wizard.addEventListener("change", function () { mapped(wizard); });
+    }
   }
 
   document.addEventListener("click", function (ev) {
