@@ -52,7 +52,7 @@ typecheck: $(VENV)/.installed-dev
 test: lint typecheck node_modules/.installed
 	$(BIN)/pytest -q -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
-# `make test` runs the same fuzz test with 30 cases per operation.
+# `make test` runs the same fuzz test with 15 cases per operation.
 FUZZ_EXAMPLES ?= 1000
 fuzz: $(VENV)/.installed-dev
 	AISOULE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/pytest -q tests/test_fuzz.py

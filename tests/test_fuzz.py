@@ -1,6 +1,6 @@
 """Property-based fuzzing of every documented operation with schemathesis, against a real server.
 
-Each operation gets AISOULE_FUZZ_EXAMPLES generated cases (30 in `make test`, 1000 in
+Each operation gets AISOULE_FUZZ_EXAMPLES generated cases (15 in `make test`, 1000 in
 `make fuzz`) in schemathesis' examples, coverage and fuzzing phases, valid and invalid ones, all
 authenticated (sign-up and login included; logout excluded, see below). Every answer must be a
 non-5xx, with a documented status, headers and content type, in the documented shape.
@@ -31,7 +31,7 @@ from schemathesis.specs.openapi.checks import (
 from tests.conftest import ALL_SCOPES, signup
 from tests.servers import Server, make_server, pg_url, sibling_postgres
 
-EXAMPLES = int(os.environ.get("AISOULE_FUZZ_EXAMPLES", "30"))
+EXAMPLES = int(os.environ.get("AISOULE_FUZZ_EXAMPLES", "15"))
 CHECKS = [
     not_a_server_error,
     response_schema_conformance,
@@ -113,7 +113,7 @@ def target(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         except Exception as exc:  # a failure, never a skip
             pytest.fail(f"cannot create the fuzz database next to {pg_url()}: {exc!r}")
         srv = make_server("postgresql", tmp, database_url=url)
-    srv.cli("migrate")
+    srv.migrate()
     srv.start()
     session, _, _, _ = signup(srv)
     try:
