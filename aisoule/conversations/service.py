@@ -141,10 +141,10 @@ async def find(
 
 
 async def by_thread(
-    session: AsyncSession, account_id: uuid.UUID, contact_id: int
+    session: AsyncSession, account_id: uuid.UUID, contact_id: int, *, lock: bool = False
 ) -> Conversation | None:
-    """The conversation of this contact with this number (read, not locked)."""
-    return await InboxRepository(session).of_thread(account_id, contact_id, lock=False)
+    """The conversation of this contact with this number (locked with ``lock``)."""
+    return await InboxRepository(session).of_thread(account_id, contact_id, lock=lock)
 
 
 async def mark_seen(

@@ -126,6 +126,35 @@ async def mark_read(
     return conv
 
 
+# --- sending: the inbox's rules hold wherever a member sends from ---
+
+
+async def send(
+    session: AsyncSession,
+    rt: Runtime,
+    principal: Principal,
+    data: MessageSend,
+    idempotency_key: str | None = None,
+) -> Message:
+    """A message to a contact (POST /api/messages/send, /v1/messages, a contact's page): the
+    messages service's checks, then, when the contact has a conversation with that number, the
+    inbox's, as for a reply: with only_assignee_replies a member who is not its assignee is
+    refused (403 assignee_only; the transaction, message included, is rolled back) and one who
+    sends to an unassigned conversation claims it; the message becomes the conversation's last
+    (a live event). API keys (integrations) are not held to the rule, as for replies."""
+    message, created = await messages.send(
+        session, rt, principal.workspace_id, data, idempotency_key
+    )
+    if not created or message.contact_id is None:
+        return message  # a retry answers the first send, which was checked then
+    conv = await conversations.by_thread(session, message.account_id, message.contact_id, lock=True)
+    if conv is None:
+        return message  # never wrote in (a template to a new contact): no conversation yet
+    conv = await conversations.check_may_reply(session, principal, conv)
+    await conversations.record_outbound(session, principal, conv.id, message)
+    return message
+
+
 # --- replying ---
 
 
