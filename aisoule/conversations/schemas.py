@@ -400,3 +400,15 @@ def settings_out(s: InboxSettings | None) -> dict[str, Any]:
 
 def team_out(t: Team) -> dict[str, Any]:
     return {"id": str(t.id), "name": t.name, "created_at": iso_z(t.created_at)}
+
+
+class MediaUploadedOut(BaseModel):
+    id: str  # Meta's media id
+    type: str  # image | video | audio | document
+    mime_type: str
+    size: int
+    filename: str
+
+
+class MediaUploaded(BaseModel):
+    media: MediaUploadedOut
