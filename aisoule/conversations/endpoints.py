@@ -43,6 +43,7 @@ from aisoule.conversations.schemas import (
     TeamCreate,
     TeamData,
     TeamList,
+    TeamMembers,
     View,
     canned_out,
     event_out,
@@ -470,7 +471,8 @@ async def update_settings(
 )
 async def list_teams(principal: ConversationsRead, session: DBSession) -> ORJSONResponse:
     rows = await service.list_teams(session, principal.workspace_id)
-    return success({"teams": [team_out(t) for t in rows]})
+    members = await service.team_members(session, rows)
+    return success({"teams": [team_out(t, members.get(t.id, [])) for t in rows]})
 
 
 @router.post(
@@ -486,6 +488,29 @@ async def create_team(
 ) -> ORJSONResponse:
     row = await service.create_team(session, principal.workspace_id, data)
     return success({"team": team_out(row)}, 201)
+
+
+@router.put(
+    "/teams/{team_id}/members",
+    summary="Set a team's members (owners and admins)",
+    description="Replaces the team's members (members of the workspace). With the inbox "
+    "setting `auto_assign`, a conversation given this team while unassigned, or with this "
+    "team reopened by the customer, goes round robin to the team's available members only "
+    "(none available: it stays unassigned).",
+    response_model=None,
+    responses={
+        200: {"model": Envelope[TeamData]},
+        404: {"model": ErrorEnvelope},
+        422: {"model": ErrorEnvelope, "description": "Not members of this workspace"},
+    },
+)
+async def set_team_members(
+    team_id: str, data: TeamMembers, principal: WorkspaceManage, session: DBSession
+) -> ORJSONResponse:
+    team, members = await service.set_team_members(
+        session, principal.workspace_id, team_id, data.user_ids
+    )
+    return success({"team": team_out(team, members)})
 
 
 @router.delete(
