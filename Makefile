@@ -71,6 +71,7 @@ bench: $(VENV)/.installed-dev wrk node_modules/.installed
 	$(BIN)/python -m bench.send --write
 	$(BIN)/python -m bench.campaign --write
 	$(BIN)/python -m bench.dashboard --write
+	$(BIN)/python -m bench.inbox --write
 
 # Two checkouts (git worktrees) of the code, e.g. for issue 9:
 #   git worktree add --detach ../bench-before 1f2502d && git worktree add --detach ../bench-after 662bdde

@@ -51,6 +51,20 @@ def _is_api(path: str) -> bool:
     return path.startswith(API_PREFIXES) or path in ("/api", "/v1")
 
 
+# Media uploads (multipart, up to Meta's largest file: a 100 MB document): the inbox's upload
+# and the bundled emulator's Graph API media edge. Every other body keeps max_body_bytes.
+MEDIA_UPLOAD_BYTES = 100 * 1024 * 1024 + 64 * 1024
+_MEDIA_UPLOAD = re.compile(r"^(/api/conversations/[^/]+|/emulator/(v\d+\.\d+/)?[^/]+)/media$")
+
+
+def _media_upload(method: str, path: str) -> bool:
+    return method == "POST" and _MEDIA_UPLOAD.match(path) is not None
+
+
+def _is_multipart(content_type: str) -> bool:
+    return content_type.split(";", 1)[0].strip().lower() == "multipart/form-data"
+
+
 class BodyGuardMiddleware:
     def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
         self.app = app
@@ -61,6 +75,8 @@ class BodyGuardMiddleware:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
+        upload = _media_upload(scope["method"], path)
+        limit = MEDIA_UPLOAD_BYTES if upload else self.max
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         length = headers.get("content-length")
         if length is not None:
@@ -69,7 +85,7 @@ class BodyGuardMiddleware:
                     scope, receive, send
                 )
                 return
-            if int(length) > self.max:
+            if int(length) > limit:
                 await self._too_large(path, scope, receive, send)
                 return
         # Read the body (bounded) so chunked uploads are limited too, then replay it.
@@ -82,7 +98,7 @@ class BodyGuardMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max:
+            if size > limit:
                 await self._too_large(path, scope, receive, send)
                 return
             chunks.append(chunk)
@@ -95,6 +111,7 @@ class BodyGuardMiddleware:
             and not path.startswith((WEBHOOK_PREFIX, EMULATOR_PREFIX))
             and not _is_json(content_type)
             and not (_is_form(content_type) and not _is_api(path))
+            and not (upload and _is_multipart(content_type))
         ):
             await error_response(
                 path, 415, "Content-Type must be application/json", code="unsupported_media_type"

@@ -701,7 +701,7 @@ class ConsentRepository:
         )
 
 
-# The searched name, as the trigram index ix_contacts_name_trgm holds it (migration 0010): the
+# The searched name, as the trigram index ix_contacts_name_trgm holds it (migration 0012): the
 # constants are SQL literals, not bound parameters, so that the statement's expression is the
 # index's in every plan.
 SEARCH_NAME = (

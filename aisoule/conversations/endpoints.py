@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from typing import Annotated, Any
+from urllib.parse import quote
 
-from fastapi import APIRouter, Header, Query
+from fastapi import APIRouter, File, Header, Query, UploadFile
+from starlette.responses import Response
 
 from aisoule.auth.dependencies import (
     ConversationsRead,
@@ -29,6 +31,7 @@ from aisoule.conversations.schemas import (
     EventList,
     LabelList,
     LabelsChange,
+    MediaUploaded,
     NoteCreate,
     Reply,
     ReplyQueued,
@@ -40,6 +43,7 @@ from aisoule.conversations.schemas import (
     TeamCreate,
     TeamData,
     TeamList,
+    TeamMembers,
     View,
     canned_out,
     event_out,
@@ -140,6 +144,77 @@ async def conversation_messages(
     )
     refs = await contacts.refs(session, principal.workspace_id, (r.contact_id for r in rows))
     return api_page("messages", [api_message(r, refs) for r in rows], total, page)
+
+
+@router.get(
+    "/conversations/{conversation_id}/messages/{message_id}/media",
+    summary="The file of a media message (the customer's photo, a document sent)",
+    description="Downloaded from Meta when asked (`GET /{media-id}`, then its short-lived URL "
+    "with the number's token), never stored here: Meta keeps media 30 days, after which this "
+    "answers 404 `media_gone`. Images, audio and video are served inline, documents as an "
+    "attachment; a type outside WhatsApp's list is served as application/octet-stream.",
+    response_model=None,
+    response_class=Response,
+    responses={
+        200: {
+            "content": {"application/octet-stream": {"schema": {"type": "string"}}},
+            "description": "The file",
+        },
+        404: {"model": ErrorEnvelope, "description": "No such conversation or media message"},
+        502: {"model": ErrorEnvelope, "description": "Meta could not be reached"},
+    },
+)
+async def message_media(
+    conversation_id: str,
+    message_id: str,
+    principal: ConversationsRead,
+    session: DBSession,
+    rt: RuntimeDep,
+) -> Response:
+    found = await inbox.media_file(session, rt, principal, conversation_id, message_id)
+    disposition = "inline" if found.inline else "attachment"
+    if found.filename:
+        disposition += f"; filename*=UTF-8''{quote(found.filename, safe='')}"
+    return Response(
+        found.data,
+        media_type=found.mime_type,
+        headers={
+            "Content-Disposition": disposition,
+            "Cache-Control": "private, max-age=300",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+@router.post(
+    "/conversations/{conversation_id}/media",
+    status_code=201,
+    summary="Upload a file for a reply",
+    description="`multipart/form-data` with `file`: checked against WhatsApp's limits for its "
+    "type (image: JPEG or PNG up to 5 MB; video: MP4 or 3GP, 16 MB; audio: AAC, AMR, MP3, "
+    "M4A, OGG, 16 MB; document: PDF, Office, text, 100 MB), uploaded to Meta's media API from "
+    "the conversation's number. Answers Meta's media `id`: reply with "
+    '`{"type": "image", "image": {"id": ...}}` (or video, audio, document with `filename`).',
+    response_model=None,
+    responses={
+        201: {"model": Envelope[MediaUploaded]},
+        422: {"model": ErrorEnvelope, "description": "Type or size WhatsApp does not take"},
+        502: {"model": ErrorEnvelope, "description": "Meta could not be reached"},
+        **_ERRORS,
+    },
+)
+async def upload_media(
+    conversation_id: str,
+    principal: InboxReply,
+    session: DBSession,
+    rt: RuntimeDep,
+    file: Annotated[UploadFile, File(description="The file to send")],
+) -> ORJSONResponse:
+    data = await file.read()
+    uploaded = await inbox.upload_media(
+        session, rt, principal, conversation_id, data, file.content_type, file.filename
+    )
+    return success({"media": uploaded}, 201)
 
 
 @router.get(
@@ -396,7 +471,8 @@ async def update_settings(
 )
 async def list_teams(principal: ConversationsRead, session: DBSession) -> ORJSONResponse:
     rows = await service.list_teams(session, principal.workspace_id)
-    return success({"teams": [team_out(t) for t in rows]})
+    members = await service.team_members(session, rows)
+    return success({"teams": [team_out(t, members.get(t.id, [])) for t in rows]})
 
 
 @router.post(
@@ -412,6 +488,29 @@ async def create_team(
 ) -> ORJSONResponse:
     row = await service.create_team(session, principal.workspace_id, data)
     return success({"team": team_out(row)}, 201)
+
+
+@router.put(
+    "/teams/{team_id}/members",
+    summary="Set a team's members (owners and admins)",
+    description="Replaces the team's members (members of the workspace). With the inbox "
+    "setting `auto_assign`, a conversation given this team while unassigned, or with this "
+    "team reopened by the customer, goes round robin to the team's available members only "
+    "(none available: it stays unassigned).",
+    response_model=None,
+    responses={
+        200: {"model": Envelope[TeamData]},
+        404: {"model": ErrorEnvelope},
+        422: {"model": ErrorEnvelope, "description": "Not members of this workspace"},
+    },
+)
+async def set_team_members(
+    team_id: str, data: TeamMembers, principal: WorkspaceManage, session: DBSession
+) -> ORJSONResponse:
+    team, members = await service.set_team_members(
+        session, principal.workspace_id, team_id, data.user_ids
+    )
+    return success({"team": team_out(team, members)})
 
 
 @router.delete(

@@ -22,6 +22,7 @@ from aisoule.models import (
     InboxMember,
     InboxSettings,
     Team,
+    TeamMember,
     WorkspaceMember,
 )
 
@@ -227,10 +228,13 @@ class InboxRepository:
         )
         return [int(i) for i in result.scalars().all()]
 
-    async def next_in_rotation(self, workspace_id: uuid.UUID) -> uuid.UUID | None:
+    async def next_in_rotation(
+        self, workspace_id: uuid.UUID, team_id: uuid.UUID | None = None
+    ) -> uuid.UUID | None:
         """Round robin: the available member with room (fewer active conversations than their
-        capacity) who was assigned least recently. On PostgreSQL the member row is locked and
-        one locked by a concurrent assignment is skipped, so two at once pick two members."""
+        capacity) who was assigned least recently; with ``team_id``, among that team's members
+        only. On PostgreSQL the member row is locked and one locked by a concurrent assignment
+        is skipped, so two at once pick two members."""
         C, M, IM = Conversation, WorkspaceMember, InboxMember
         active = (
             select(func.count())
@@ -253,6 +257,10 @@ class InboxRepository:
             .order_by(IM.last_assigned_at.asc().nulls_first(), M.created_at)
             .limit(1)
         )
+        if team_id is not None:
+            stmt = stmt.where(
+                M.user_id.in_(select(TeamMember.user_id).where(TeamMember.team_id == team_id))
+            )
         if self.postgres:
             stmt = stmt.with_for_update(skip_locked=True, of=M.__table__)
         return (await self.session.execute(stmt)).scalar_one_or_none()
@@ -419,6 +427,52 @@ class InboxRepository:
             select(Team).where(Team.workspace_id == workspace_id, Team.id == team_id)
         )
         return result.scalar_one_or_none()
+
+    async def team_members(self, team_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, list[uuid.UUID]]:
+        wanted = sorted(set(team_ids))
+        out: dict[uuid.UUID, list[uuid.UUID]] = {t: [] for t in wanted}
+        if not wanted:
+            return out
+        result = await self.session.execute(
+            select(TeamMember.team_id, TeamMember.user_id)
+            .where(TeamMember.team_id.in_(wanted))
+            .order_by(TeamMember.team_id, TeamMember.user_id)
+        )
+        for team_id, user_id in result.all():
+            out[team_id].append(user_id)
+        return out
+
+    async def workspace_members_among(
+        self, workspace_id: uuid.UUID, user_ids: Iterable[uuid.UUID]
+    ) -> set[uuid.UUID]:
+        wanted = sorted(set(user_ids))
+        if not wanted:
+            return set()
+        result = await self.session.execute(
+            select(WorkspaceMember.user_id).where(
+                WorkspaceMember.workspace_id == workspace_id, WorkspaceMember.user_id.in_(wanted)
+            )
+        )
+        return set(result.scalars().all())
+
+    async def set_team_members(
+        self, workspace_id: uuid.UUID, team_id: uuid.UUID, user_ids: Iterable[uuid.UUID]
+    ) -> None:
+        await self.session.execute(delete(TeamMember).where(TeamMember.team_id == team_id))
+        rows = [
+            {"team_id": team_id, "user_id": u, "workspace_id": workspace_id}
+            for u in sorted(set(user_ids))
+        ]
+        if rows:
+            insert = (postgresql.insert if self.postgres else sqlite.insert)(TeamMember)
+            await self.session.execute(insert.values(rows).on_conflict_do_nothing())
+
+    async def leave_teams(self, workspace_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        await self.session.execute(
+            delete(TeamMember).where(
+                TeamMember.workspace_id == workspace_id, TeamMember.user_id == user_id
+            )
+        )
 
     async def team_by_name(self, workspace_id: uuid.UUID, name: str) -> Team | None:
         result = await self.session.execute(

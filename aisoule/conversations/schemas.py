@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+import uuid
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -299,6 +300,16 @@ class TeamOut(BaseModel):
     id: str
     name: str
     created_at: str
+    member_ids: list[str]  # round robin of the team's conversations picks among them
+
+
+class TeamMembers(InputModel):
+    """PUT /api/teams/{id}/members: the team's members, replacing the current ones."""
+
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"user_ids": ["<a member's id>"]}]}
+    )
+    user_ids: list[str] = Field(max_length=500)
 
 
 class TeamData(BaseModel):
@@ -398,5 +409,22 @@ def settings_out(s: InboxSettings | None) -> dict[str, Any]:
     }
 
 
-def team_out(t: Team) -> dict[str, Any]:
-    return {"id": str(t.id), "name": t.name, "created_at": iso_z(t.created_at)}
+def team_out(t: Team, members: Sequence[uuid.UUID] = ()) -> dict[str, Any]:
+    return {
+        "id": str(t.id),
+        "name": t.name,
+        "created_at": iso_z(t.created_at),
+        "member_ids": [str(u) for u in members],
+    }
+
+
+class MediaUploadedOut(BaseModel):
+    id: str  # Meta's media id
+    type: str  # image | video | audio | document
+    mime_type: str
+    size: int
+    filename: str
+
+
+class MediaUploaded(BaseModel):
+    media: MediaUploadedOut

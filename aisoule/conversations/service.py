@@ -141,10 +141,10 @@ async def find(
 
 
 async def by_thread(
-    session: AsyncSession, account_id: uuid.UUID, contact_id: int
+    session: AsyncSession, account_id: uuid.UUID, contact_id: int, *, lock: bool = False
 ) -> Conversation | None:
-    """The conversation of this contact with this number (read, not locked)."""
-    return await InboxRepository(session).of_thread(account_id, contact_id, lock=False)
+    """The conversation of this contact with this number (locked with ``lock``)."""
+    return await InboxRepository(session).of_thread(account_id, contact_id, lock=lock)
 
 
 async def mark_seen(
@@ -310,7 +310,7 @@ async def on_inbound_message(
 
 async def _auto_assign(session: AsyncSession, conv: Conversation) -> None:
     repo = InboxRepository(session)
-    user_id = await repo.next_in_rotation(conv.workspace_id)
+    user_id = await repo.next_in_rotation(conv.workspace_id, conv.team_id)
     if user_id is None:
         return  # nobody available with room: it stays in Unassigned
     conv.assignee_id = user_id
@@ -517,6 +517,7 @@ async def unassign_member(
 ) -> None:
     """A member left: their conversations go back to Unassigned (each with its event)."""
     repo = InboxRepository(session)
+    await repo.leave_teams(principal.workspace_id, user_id)
     for cid in await repo.unassign_member(principal.workspace_id, user_id):
         conv = await repo.get(principal.workspace_id, cid)
         if conv is None:
@@ -553,6 +554,13 @@ async def set_team(
             {"from": str(before) if before else None, "to": str(target) if target else None},
         )
         await _updated(session, conv, "team", team_id=str(target) if target else None)
+        if target is not None and conv.assignee_id is None:
+            # Round robin within the team, when the workspace assigns automatically.
+            settings = await InboxRepository(session).settings(principal.workspace_id)
+            if settings is not None and settings.auto_assign:
+                await _auto_assign(session, conv)
+                if conv.assignee_id is not None:
+                    await _updated(session, conv, "assignee")
     return conv
 
 
@@ -698,6 +706,39 @@ async def create_team(session: AsyncSession, workspace_id: uuid.UUID, data: Team
     return await repo.add(
         Team(id=uuid.uuid4(), workspace_id=workspace_id, name=data.name, created_at=utcnow())
     )
+
+
+async def team_members(
+    session: AsyncSession, teams: Sequence[Team]
+) -> dict[uuid.UUID, list[uuid.UUID]]:
+    return await InboxRepository(session).team_members(t.id for t in teams)
+
+
+async def set_team_members(
+    session: AsyncSession, workspace_id: uuid.UUID, team_id: str, user_ids: list[str]
+) -> tuple[Team, list[uuid.UUID]]:
+    """Replace the team's members (members of the workspace): round robin of a conversation
+    with this team picks among them."""
+    parsed = parse_uuid(team_id)
+    repo = InboxRepository(session)
+    team = await repo.team(workspace_id, parsed) if parsed else None
+    if team is None:
+        raise NotFound("Team not found", code="team_not_found")
+    ids: list[uuid.UUID] = []
+    for i, raw in enumerate(user_ids):
+        value = parse_uuid(raw)
+        if value is None:
+            raise ValidationFailed(f"user_ids[{i}]: not a user id", field="user_ids")
+        ids.append(value)
+    known = await repo.workspace_members_among(workspace_id, ids)
+    strangers = [str(u) for u in ids if u not in known]
+    if strangers:
+        raise ValidationFailed(
+            f"user_ids: not members of this workspace: {', '.join(strangers[:5])}",
+            field="user_ids",
+        )
+    await repo.set_team_members(workspace_id, team.id, ids)
+    return team, sorted(set(ids))
 
 
 async def delete_team(session: AsyncSession, workspace_id: uuid.UUID, team_id: str) -> uuid.UUID:

@@ -37,6 +37,7 @@ class Hub:
 
     def __init__(self) -> None:
         self._waiters: dict[uuid.UUID, set[asyncio.Event]] = {}
+        self.feeds: dict[uuid.UUID, Any] = {}  # aisoule.live.feed: one reader per workspace
 
     def subscribe(self, workspace_id: uuid.UUID) -> asyncio.Event:
         event = asyncio.Event()

@@ -17,7 +17,7 @@ from starlette.types import Receive, Scope, Send
 from aisoule.auth.dependencies import ConversationsRead
 from aisoule.exceptions import ValidationFailed
 from aisoule.kit.envelope import ErrorEnvelope
-from aisoule.live import bus, service
+from aisoule.live import bus, feed, service
 from aisoule.live.schemas import comment, sse
 
 router = APIRouter(tags=["Live events"])
@@ -63,8 +63,8 @@ async def _events(
     maker: async_sessionmaker[AsyncSession], workspace_id: uuid.UUID, start: int | None
 ) -> AsyncIterator[bytes]:
     current = bus.current()
-    hub = current.hub if current is not None else None
-    wake = hub.subscribe(workspace_id) if hub is not None else asyncio.Event()
+    hub = current.hub if current is not None else bus.Hub()  # no bus: the feed polls
+    shared = feed.join(hub, workspace_id, maker)
     try:
         async with maker() as session:
             last, oldest = await service.bounds(session, workspace_id)
@@ -76,28 +76,35 @@ async def _events(
             yield b"event: reset\ndata: {}\n\n"
             start = oldest - 1
         yield comment(f"live from {start}")
+        await shared.ready.wait()
         idle = 0.0
         while True:
-            wake.clear()  # before reading: a wake-up during the read is not lost
-            async with maker() as session:
-                rows = await service.since(session, workspace_id, start, BATCH)
-            for row in rows:
-                yield sse(row)
-                start = row.seq
-            if len(rows) == BATCH:
-                continue
-            timeout = min(bus.POLL_SECONDS, HEARTBEAT_SECONDS - idle)
-            try:
-                await asyncio.wait_for(wake.wait(), timeout)
+            changed = shared.changed  # before looking: events added after it set it
+            kept = shared.after(start)
+            if kept is None:  # further back than the feed keeps: from the database
+                async with maker() as session:
+                    rows = await service.since(session, workspace_id, start, BATCH)
+                if rows:
+                    yield b"".join(sse(row) for row in rows)
+                    start = rows[-1].seq
+                    continue
+                kept = [], start
+            events, last_sent = kept
+            if events:
+                yield b"".join(events)
+                start = last_sent
                 idle = 0.0
+                continue
+            timeout = HEARTBEAT_SECONDS - idle
+            t0 = asyncio.get_running_loop().time()
+            try:
+                await asyncio.wait_for(changed.wait(), timeout)
+                idle += asyncio.get_running_loop().time() - t0
             except TimeoutError:
-                idle += timeout
-                if idle >= HEARTBEAT_SECONDS:
-                    idle = 0.0
-                    yield comment("keepalive")
+                idle = 0.0
+                yield comment("keepalive")
     finally:
-        if hub is not None:
-            hub.unsubscribe(workspace_id, wake)
+        feed.leave(hub, shared)
 
 
 @router.get(

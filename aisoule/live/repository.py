@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import insert as insert_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -25,34 +26,46 @@ class LiveRepository:
         return self.session.get_bind().dialect.name == "postgresql"
 
     async def append(
-        self, workspace_id: uuid.UUID, kind: str, data: dict[str, Any], now: datetime
+        self, workspace_id: uuid.UUID, events: list[tuple[str, dict[str, Any]]], now: datetime
     ) -> int:
-        """The next number of this workspace's log, for ``kind``/``data``. The counter row is
-        updated (so locked) until this transaction ends: numbers are handed out in commit order."""
-        seq = (
+        """The next numbers of this workspace's log for ``events`` (kind, data), in order; the
+        last one. The counter row is updated (so locked) until this transaction ends: numbers
+        are handed out in commit order."""
+        n = len(events)
+        last = (
             await self.session.execute(
                 update(LiveEventCounter)
                 .where(LiveEventCounter.workspace_id == workspace_id)
-                .values(last=LiveEventCounter.last + 1)
+                .values(last=LiveEventCounter.last + n)
                 .returning(LiveEventCounter.last)
             )
         ).scalar_one_or_none()
-        if seq is None:
+        if last is None:
             insert = (postgresql.insert if self.postgres else sqlite.insert)(LiveEventCounter)
-            seq = (
+            last = (
                 await self.session.execute(
-                    insert.values(workspace_id=workspace_id, last=1)
+                    insert.values(workspace_id=workspace_id, last=n)
                     .on_conflict_do_update(
-                        index_elements=["workspace_id"], set_={"last": LiveEventCounter.last + 1}
+                        index_elements=["workspace_id"], set_={"last": LiveEventCounter.last + n}
                     )
                     .returning(LiveEventCounter.last)
                 )
             ).scalar_one()
-        self.session.add(
-            LiveEvent(workspace_id=workspace_id, seq=seq, kind=kind, data=data, created_at=now)
+        first = int(last) - n + 1
+        await self.session.execute(
+            insert_(LiveEvent),
+            [
+                {
+                    "workspace_id": workspace_id,
+                    "seq": first + i,
+                    "kind": kind,
+                    "data": data,
+                    "created_at": now,
+                }
+                for i, (kind, data) in enumerate(events)
+            ],
         )
-        await self.session.flush()
-        return int(seq)
+        return int(last)
 
     async def notify(self, workspace_id: uuid.UUID) -> None:
         """PostgreSQL delivers it to every LISTENing process when (and only if) this commits."""

@@ -11,6 +11,7 @@ from aisoule.contacts import service as contacts
 from aisoule.db.session import DBSession
 from aisoule.dependencies import RuntimeDep
 from aisoule.idempotency.dependencies import IDEMPOTENT
+from aisoule.inbox import service as inbox
 from aisoule.kit.envelope import Envelope, ErrorEnvelope, api_page, success
 from aisoule.kit.pagination import Page
 from aisoule.kit.responses import ORJSONResponse
@@ -54,7 +55,7 @@ async def send_message(
     rt: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ORJSONResponse:
-    message, _ = await service.send(session, rt, principal.workspace_id, data, idempotency_key)
+    message = await inbox.send(session, rt, principal, data, idempotency_key)
     return success({"message": {"id": str(message.id), "status": message.status}}, 202)
 
 

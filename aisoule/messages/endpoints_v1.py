@@ -12,6 +12,7 @@ from aisoule.contacts import service as contacts
 from aisoule.db.session import DBSession
 from aisoule.dependencies import RuntimeDep
 from aisoule.idempotency.dependencies import IDEMPOTENT
+from aisoule.inbox import service as inbox
 from aisoule.kit.envelope import v1_page
 from aisoule.kit.responses import ORJSONResponse
 from aisoule.messages import service
@@ -53,7 +54,7 @@ async def send_message(
     rt: RuntimeDep,
     idempotency_key: IdempotencyKey = None,
 ) -> ORJSONResponse:
-    message, _ = await service.send(session, rt, principal.workspace_id, data, idempotency_key)
+    message = await inbox.send(session, rt, principal, data, idempotency_key)
     return ORJSONResponse(
         {"success": True, "data": {"id": str(message.id), "status": message.status}},
         status_code=202,

@@ -18,6 +18,7 @@ from aisoule.models.inbox import (
     LiveEvent,
     LiveEventCounter,
     Team,
+    TeamMember,
 )
 from aisoule.models.message import (
     ContactWhatsApp,
@@ -61,6 +62,7 @@ __all__ = [
     "MessageTemplate",
     "Stage",
     "Team",
+    "TeamMember",
     "User",
     "WebhookEvent",
     "WhatsAppAccount",

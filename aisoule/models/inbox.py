@@ -62,6 +62,22 @@ class Team(Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class TeamMember(Model):
+    """A member of a team: round robin of a conversation with that team picks among them."""
+
+    __tablename__ = "team_members"
+
+    team_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("teams.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True
+    )
+    workspace_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("workspaces.id", ondelete="CASCADE"), index=True
+    )
+
+
 class ConversationLabel(Model):
     __tablename__ = "conversation_labels"
     __table_args__ = (Index("ix_conversation_labels_workspace_label", "workspace_id", "label"),)

@@ -34,6 +34,15 @@ SUPPORTED: dict[str, tuple[frozenset[str], int]] = {
 _EXTRA = {".m4a": "audio/mp4", ".amr": "audio/amr", ".aac": "audio/aac", ".3gp": "video/3gpp"}
 
 
+def kind_of(mime_type: str) -> str | None:
+    """The message type (image, video, audio, document) that carries this MIME type."""
+    base = mime_type.split(";")[0].strip().lower()
+    for kind, (types, _) in SUPPORTED.items():
+        if base in types:
+            return kind
+    return None
+
+
 def guess_type(link: str) -> str | None:
     path = urlparse(link).path.lower()
     for ext, mime in _EXTRA.items():

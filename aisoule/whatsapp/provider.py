@@ -122,6 +122,10 @@ class SendOutcomeUnknown(WhatsAppError):
     """
 
 
+class MediaTooLarge(WhatsAppError):
+    """A media file larger than the caller accepts (the download stopped there)."""
+
+
 class ProviderUnavailable(WhatsAppError):
     """The request never reached Meta (connection refused, DNS): safe to retry."""
 
@@ -202,5 +206,31 @@ class WhatsAppProvider(Protocol):
         hsm_id: str | None = None,
         access_token: str | None = None,
     ) -> bool: ...
+
+    async def upload_media(
+        self,
+        phone_number_id: str,
+        data: bytes,
+        mime_type: str,
+        filename: str = "file",
+        *,
+        access_token: str | None = None,
+    ) -> str:
+        """``POST /{phone-number-id}/media``: Meta keeps the file (30 days) and answers its id,
+        which a message then names (``image: {"id": ...}``)."""
+        ...
+
+    async def download_media(
+        self,
+        media_id: str,
+        *,
+        max_bytes: int,
+        phone_number_id: str | None = None,
+        access_token: str | None = None,
+    ) -> tuple[bytes, str]:
+        """A media id (an inbound message's, or an upload's): ``GET /{media-id}`` answers a URL
+        valid for 5 minutes, whose GET with the same token answers the file; (bytes, MIME
+        type). ``MediaTooLarge`` past ``max_bytes``."""
+        ...
 
     async def close(self) -> None: ...

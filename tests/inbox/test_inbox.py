@@ -161,6 +161,60 @@ def test_only_the_assignee_replies_when_the_setting_is_on(ws: Workspace) -> None
     )
 
 
+def test_sending_to_a_contact_obeys_only_the_assignee_replies(ws: Workspace) -> None:
+    """The rule holds wherever a member sends from (POST /api/messages/send, the contact
+    page's form), not only the inbox's reply; an API key (an integration) is not held to it."""
+    a, b = invite(ws), invite(ws)
+    assert ws.session.put("/api/inbox/settings", json={"only_assignee_replies": True}).is_success
+    _, conv = start_conversation(ws)
+    cid, contact = conv["id"], conv["contact"]["id"]
+    assert a.client.post(f"/api/conversations/{cid}/claim").status_code == 200
+
+    def text(body: str) -> dict[str, object]:
+        return {"to": contact, "type": "text", "text": {"body": body}}
+
+    def sent(body: str) -> list[dict[str, object]]:
+        return [m for m in emulator(ws.server, "messages") if body in str(m)]
+
+    r = b.client.post("/api/messages/send", json=text("From B's API call"))
+    assert r.status_code == 403 and r.json()["code"] == "assignee_only", r.text
+    assert a.email in r.json()["message"]
+    page = b.client.post(f"/contacts/{contact}/send", data={"text": "From B's contact page"})
+    assert page.status_code == 422, page.text  # the refusal, shown on the form
+    assert 'role="alert"' in page.text and "Only the assignee" in page.text
+    # Nothing was written: no message in the contact's history, the conversation unchanged.
+    history = ws.session.get("/api/messages", params={"contact": contact}).json()["data"]
+    assert not [m for m in history["messages"] if m["direction"] == "outbound"]
+    assert (
+        ws.session.get(f"/api/conversations/{cid}").json()["data"]["conversation"]["assignee"]["id"]
+        == a.user_id
+    )
+
+    # The assignee sends from the contact page: sent, and it is the conversation's last message.
+    page = a.client.post(f"/contacts/{contact}/send", data={"text": "From A's contact page"})
+    assert page.status_code == 200 and 'role="alert"' not in page.text, page.text
+    wait_for(lambda: sent("From A's contact page"), "A's message at Meta")
+    last = ws.session.get(f"/api/conversations/{cid}").json()["data"]["conversation"]
+    assert last["last_message_direction"] == "outbound", last
+    assert last["last_message_preview"] == "From A's contact page"
+
+    # An integration's key is not a member: it sends whoever holds the conversation.
+    r = ws.client().post("/api/messages/send", json=text("From the CRM"))
+    assert r.status_code == 202, r.text
+    wait_for(lambda: sent("From the CRM"), "the key's message at Meta")
+    assert not sent("From B's")  # the refused ones never reached Meta
+
+    # A member sending to an unassigned conversation claims it, as a reply does.
+    _, other = start_conversation(ws)
+    r = b.client.post(
+        "/api/messages/send",
+        json={"to": other["contact"]["id"], "type": "text", "text": {"body": "Hi"}},
+    )
+    assert r.status_code == 202, r.text
+    held = ws.session.get(f"/api/conversations/{other['id']}").json()["data"]["conversation"]
+    assert held["assignee"]["id"] == b.user_id
+
+
 def _age_window(server: Server, conversation_id: str, hours: int) -> None:
     async def run() -> None:
         engine = create_async_engine(normalize_database_url(server.database_url))

@@ -4,10 +4,12 @@ processes on one PostgreSQL database (LISTEN/NOTIFY)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -22,10 +24,32 @@ def _note(client: httpx.Client, cid: str, body: str) -> None:
     assert r.status_code == 201, r.text
 
 
-def test_events_arrive_and_a_reconnect_replays_what_was_missed_once(ws: Workspace) -> None:
+@pytest.mark.parametrize("watched", [False, True], ids=["alone", "watched"])
+def test_events_arrive_and_a_reconnect_replays_what_was_missed_once(
+    ws: Workspace, watched: bool
+) -> None:
+    """``watched``: another stream of the workspace stays open throughout, so the server
+    process's shared reader lives on and the reconnect is served from the events it keeps;
+    alone, the reconnect reads them from the database."""
     agent = invite(ws)
     customer, conv = start_conversation(ws)
     cid = conv["id"]
+    with contextlib.ExitStack() as keep:
+        watcher = keep.enter_context(sse(ws.session)) if watched else None
+        _missed_and_replayed(ws, agent, customer, cid)
+        if watcher is not None:  # it saw everything, each once, in order
+            got = watcher.until(
+                lambda e: (
+                    e.get("event") == "conversation.updated"
+                    and json.loads(e["data"])["status"] == "pending"
+                ),
+                timeout=5,
+            )
+            ids = [int(e["id"]) for e in got]
+            assert ids == list(range(ids[0], ids[0] + len(ids)))
+
+
+def _missed_and_replayed(ws: Workspace, agent: Any, customer: str, cid: str) -> None:
     with sse(agent.client) as stream:
         customer_writes(ws.server, sandbox_number(ws), customer, "Are you there?")
         got = stream.until(lambda e: e.get("event") == "message.created", timeout=5)

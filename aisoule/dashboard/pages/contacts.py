@@ -17,6 +17,7 @@ from aisoule.dashboard.web import ViewerDep
 from aisoule.db.session import DBSession
 from aisoule.dependencies import get_runtime
 from aisoule.exceptions import AisouleError, NotFound
+from aisoule.inbox import service as inbox_service
 from aisoule.messages import service as messages_service
 from aisoule.messages.schemas import MessageSend
 from aisoule.templates import service as templates_service
@@ -288,7 +289,7 @@ async def send_message(
     body, errors = web.parse(MessageSend, data)
     if body is not None:
         try:
-            await messages_service.send(session, get_runtime(request), viewer.workspace_id, body)
+            await inbox_service.send(session, get_runtime(request), viewer.principal, body)
         except AisouleError as exc:
             await web.undo(session)
             errors = web.errors_of(exc)

@@ -256,6 +256,22 @@ async def _may_reply(session: Any, viewer: web.Viewer, conv: dict[str, Any]) -> 
     )
 
 
+def _media_of(cid: str, m: Any) -> dict[str, str] | None:
+    """A media message's file as the pane shows it (fetched from Meta through the API's
+    GET …/messages/{id}/media when the browser asks), or None."""
+    payload = m.payload if isinstance(m.payload, dict) else {}
+    kind = payload.get("type")
+    obj = payload.get(kind) if kind in inbox.MEDIA_KINDS else None
+    if not isinstance(obj, dict) or not isinstance(obj.get("id"), str):
+        return None
+    return {
+        "kind": str(kind),
+        "url": f"/api/conversations/{cid}/messages/{m.id}/media",
+        "caption": str(obj.get("caption") or ""),
+        "filename": str(obj.get("filename") or ""),
+    }
+
+
 async def _pane_context(session: Any, viewer: web.Viewer, cid: str) -> dict[str, Any]:
     conv = await _conversation(session, viewer, cid)
     messages, _ = await inbox.messages_page(session, viewer.principal, cid, limit=THREAD, offset=0)
@@ -293,7 +309,15 @@ async def _pane_context(session: Any, viewer: web.Viewer, cid: str) -> dict[str,
     for m in messages:
         context = (m.payload or {}).get("context") or {}
         quoted = by_wamid.get(context.get("id") or context.get("message_id") or "")
-        items.append({"kind": "message", "at": _aware(m.created_at), "m": m, "quoted": quoted})
+        items.append(
+            {
+                "kind": "message",
+                "at": _aware(m.created_at),
+                "m": m,
+                "quoted": quoted,
+                "media": _media_of(cid, m),
+            }
+        )
     for e in events:
         if e.actor_user_id is not None:
             actor = name(e.actor_user_id)

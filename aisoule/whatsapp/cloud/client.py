@@ -13,6 +13,7 @@ import orjson
 
 from aisoule.config import Settings
 from aisoule.whatsapp.provider import (
+    MediaTooLarge,
     MetaAPIError,
     PhoneNumber,
     ProviderOff,
@@ -241,6 +242,39 @@ class CloudAPIClient:
         if status >= 400:
             raise MetaAPIError.from_response(status, body)
         return str(body["id"])
+
+    async def download_media(
+        self,
+        media_id: str,
+        *,
+        max_bytes: int,
+        phone_number_id: str | None = None,
+        access_token: str | None = None,
+    ) -> tuple[bytes, str]:
+        """Meta's two steps: the media node (its URL, valid 5 minutes, and its type), then the
+        URL with the same bearer token; read at most ``max_bytes``."""
+        params = {"phone_number_id": phone_number_id} if phone_number_id else None
+        node = await self._request("GET", media_id, access_token=access_token, params=params)
+        url = node.get("url") if isinstance(node, dict) else None
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            raise MetaAPIError.from_response(502, {"error": {"message": "no media URL"}})
+        mime = str(node.get("mime_type") or "application/octet-stream")
+        token = access_token or self.access_token
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        chunks: list[bytes] = []
+        size = 0
+        try:
+            async with self.session.get(url, headers=headers) as resp:
+                if resp.status >= 400:
+                    raise MetaAPIError.from_response(resp.status, None)
+                async for chunk in resp.content.iter_chunked(64 * 1024):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise MediaTooLarge(f"media {media_id} is over {max_bytes} bytes")
+                    chunks.append(chunk)
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise ProviderUnavailable(f"GET media {media_id}: {exc!r}") from exc
+        return b"".join(chunks), mime
 
 
 if TYPE_CHECKING:  # mypy checks that the client satisfies the interface

@@ -21,6 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 
+from aisoule.whatsapp import media as media_limits
 from aisoule.whatsapp.emulator.meta import (
     ERRORS,
     GraphError,
@@ -674,6 +675,18 @@ UPLOAD_TYPES = frozenset(
     }
 )
 
+
+def _upload_limit(mime: str) -> int:
+    """Meta's size limit of an uploaded file by its type: images 5 MB, audio and video 16 MB,
+    documents 100 MB, stickers (webp) 500 KB."""
+    if mime == "image/webp":
+        return 500 * 1024
+    for types, limit in media_limits.SUPPORTED.values():
+        if mime in types:
+            return limit
+    return 100 * media_limits.MB
+
+
 Handler = Callable[[Emulator, str, Request], Awaitable[Response]]
 
 
@@ -881,6 +894,13 @@ async def _upload_media(emu: Emulator, phone_number_id: str, request: Request) -
             f"{', '.join(sorted(UPLOAD_TYPES))}. Received file of type '{mime}'.",
         )
     data = upload.get_payload(decode=True)
+    size, limit = len(data) if isinstance(data, bytes) else 0, _upload_limit(mime)
+    if size > limit:
+        raise GraphError(
+            131053,
+            f"Media upload error: a file of type '{mime}' may be at most {limit} bytes; this one "
+            f"is {size} bytes.",
+        )
     media = Media(
         id=numeric_id(),
         phone_number_id=phone_number_id,

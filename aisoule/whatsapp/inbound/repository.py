@@ -6,12 +6,15 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, select, update
+from sqlalchemy import exists, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from aisoule.models import WebhookEvent
+
+# pg_try_advisory_xact_lock key of the webhook applier (any fixed bigint unique to it).
+APPLIER_LOCK = 0x61_69_73_6F_75_6C_77_68  # "aisoulwh"
 
 
 class WebhookEventRepository:
@@ -36,6 +39,14 @@ class WebhookEventRepository:
         )
         result = await self.session.execute(stmt, list(rows))
         return len(result.all())
+
+    async def take_applier_turn(self) -> bool:
+        """On PostgreSQL, whether this transaction is the one applying webhook events now (a
+        transaction-level advisory lock, tried without waiting); SQLite has one writer."""
+        if self._dialect != "postgresql":
+            return True
+        result = await self.session.execute(select(func.pg_try_advisory_xact_lock(APPLIER_LOCK)))
+        return bool(result.scalar_one())
 
     async def claim(
         self, *, after_id: int, limit: int, max_quick_attempts: int | None

@@ -1,7 +1,7 @@
 """contacts: trigram indexes for the search (name, email, phone) on PostgreSQL.
 
-Revision ID: 0010
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-02 10:00:00
 
 The contact search is a substring match (``ILIKE '%...%'``) on the full name, the email and the
@@ -20,8 +20,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0010"
-down_revision: str | None = "0009"
+revision: str = "0012"
+down_revision: str | None = "0011"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
