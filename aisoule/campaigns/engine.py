@@ -23,10 +23,10 @@ import asyncio
 import re
 import uuid
 from collections import Counter, deque
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from sqlalchemy import func
@@ -59,6 +59,7 @@ from aisoule.templates import service as templates
 from aisoule.whatsapp.provider import ErrorClass, classify
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 # A recipient moves forward only: the statuses each status may replace. ``pending`` is among the
 # sources of sent/delivered/read for a recipient a person asked to resend (unknown → pending)
@@ -601,7 +602,7 @@ async def _dispatch_loop(
         async with rt.sessionmaker() as session:
             batch = await messages.campaign_due(session, campaign_id, settings.campaign_batch_size)
         if not batch:
-            batch = await _claim_batch(rt, plan)
+            batch = await _retrying(lambda: _claim_batch(rt, plan), "claim", campaign_id)
         if batch:
             # Returns once the batch's last chunk is claimed: the next batch is written while
             # its last chunks are still with Meta, so the pace has no gap between batches.
@@ -613,6 +614,23 @@ async def _dispatch_loop(
         if wait is None:
             return
         await asyncio.sleep(wait)
+
+
+async def _retrying(
+    step: Callable[[], Awaitable[T]], what: str, campaign_id: uuid.UUID, attempts: int = 3
+) -> T:
+    """A transaction done again after a deadlock or a dropped connection (it was rolled back
+    whole): a dispatcher that died of one would hold its lease, and the campaign, until the
+    lease ran out."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return await step()
+        except DBAPIError:
+            if attempt == attempts:
+                raise
+            log.warning(f"campaign_{what}_retried", campaign_id=str(campaign_id), exc_info=True)
+            await asyncio.sleep(0.1 * attempt)
+    raise AssertionError("unreachable")
 
 
 async def _status(rt: Runtime, campaign_id: uuid.UUID, owner: str) -> str:

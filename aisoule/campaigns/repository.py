@@ -252,9 +252,14 @@ class CampaignStateRepository:
         self.session = session
 
     async def get(self, campaign_id: uuid.UUID, *, lock: bool = False) -> Campaign | None:
+        """The campaign; ``lock``: held until commit (PostgreSQL) against other writers of the
+        row, as FOR NO KEY UPDATE: a plain FOR UPDATE would also block the KEY SHARE locks that
+        the foreign key checks of new recipient and counter rows take on it, and a materialiser
+        holding it while it waited for a counter row a dispatcher held, while that dispatcher's
+        new counter row waited for its KEY SHARE, deadlocked (seen at 1,000,000 recipients)."""
         stmt = select(Campaign).where(Campaign.id == campaign_id)
         if lock and _dialect(self.session) == "postgresql":
-            stmt = stmt.with_for_update()
+            stmt = stmt.with_for_update(key_share=True)
         result = await self.session.execute(stmt.execution_options(populate_existing=True))
         return result.scalar_one_or_none()
 
