@@ -61,14 +61,11 @@ async def process_batch(
     Meta's timestamp order; one bad event never blocks the others.
 
     One process applies at a time (PostgreSQL: an advisory lock for the transaction; another
-    process's run gives way): two batches applied at once each touch many contacts, counter
+    process's batch waits for it): two batches applied at once each touch many contacts, counter
     shards and conversations in their own order, and deadlocked every second when measured
     (bench/inbox.py, two servers at 50 new customers a second)."""
     repo = WebhookEventRepository(session)
-    if not await repo.take_applier_turn():
-        # Another process is applying: it goes round until no event is left, so it takes
-        # these too (they were committed before this call, so before its next claim).
-        return None
+    await repo.take_applier_turn()
     rows = await repo.claim(
         after_id=after, limit=BATCH, max_quick_attempts=None if retry else QUICK_ATTEMPTS
     )

@@ -41,12 +41,15 @@ class WebhookEventRepository:
         return len(result.all())
 
     async def take_applier_turn(self) -> bool:
-        """On PostgreSQL, whether this transaction is the one applying webhook events now (a
-        transaction-level advisory lock, tried without waiting); SQLite has one writer."""
+        """On PostgreSQL, wait for this transaction's turn to apply webhook events (a
+        transaction-level advisory lock, taken before any other lock, so it cannot be part of a
+        deadlock); SQLite has one writer. Waiting, not giving way: a process that gave way while
+        the holder made its last, empty claim would leave its events for the reconciler (and an
+        event committed with an id below the holder's cursor would be skipped by it)."""
         if self._dialect != "postgresql":
             return True
-        result = await self.session.execute(select(func.pg_try_advisory_xact_lock(APPLIER_LOCK)))
-        return bool(result.scalar_one())
+        await self.session.execute(select(func.pg_advisory_xact_lock(APPLIER_LOCK)))
+        return True
 
     async def claim(
         self, *, after_id: int, limit: int, max_quick_attempts: int | None
