@@ -54,7 +54,7 @@ def server(
             reset_postgres(srv.database_url)
         except Exception as exc:  # a failure, never a skip: CI must have PostgreSQL
             pytest.fail(f"PostgreSQL is not reachable at {pg_url()}: {exc!r}", pytrace=False)
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     yield srv
     srv.stop()

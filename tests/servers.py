@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import socket
 import subprocess
@@ -14,8 +13,6 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-
-from aisoule.migrations.runner import upgrade_head
 
 ROOT = Path(__file__).resolve().parent.parent
 AISOULE = [sys.executable, "-m", "aisoule"]
@@ -116,13 +113,6 @@ class Server:
             input=input,
             timeout=120,
         )
-
-    def migrate(self) -> None:
-        """``aisoule migrate``'s work (Alembic to head) done in this process, in a thread of its
-        own (Alembic's env runs its own event loop): the same migrations without starting a
-        Python process that imports the whole app first. tests/test_cli.py runs the command."""
-        with concurrent.futures.ThreadPoolExecutor(1) as pool:
-            pool.submit(upgrade_head, self.database_url).result()
 
     def start(self) -> None:
         self.port = free_port()

@@ -57,7 +57,7 @@ def _parse(html: str) -> _Assets:
 
 def _sqlite_server(tmp: Path, **env: str) -> Server:
     srv = make_server("sqlite", tmp, **env)
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     return srv
 

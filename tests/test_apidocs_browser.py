@@ -38,7 +38,7 @@ if not CHROMIUM.exists():
 def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """The pages do not touch the database: one server on SQLite is enough."""
     srv = make_server("sqlite", tmp_path_factory.mktemp("browser"))
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     yield srv
     srv.stop()

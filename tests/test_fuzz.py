@@ -113,7 +113,7 @@ def target(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator
         except Exception as exc:  # a failure, never a skip
             pytest.fail(f"cannot create the fuzz database next to {pg_url()}: {exc!r}")
         srv = make_server("postgresql", tmp, database_url=url)
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     session, _, _, _ = signup(srv)
     try:

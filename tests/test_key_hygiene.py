@@ -28,7 +28,7 @@ def info_server(server: Server, tmp_path: Path) -> Iterator[Server]:
     that what is found there was written by this test."""
     url = sibling_postgres(pg_url(), "hygiene") if server.backend == "postgresql" else None
     srv = make_server(server.backend, tmp_path, database_url=url, AISOULE_LOG_LEVEL="INFO")
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     yield srv
     srv.stop()

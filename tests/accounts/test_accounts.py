@@ -329,7 +329,7 @@ def gated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Ga
     srv = make_server(
         "sqlite", tmp_path_factory.mktemp("gated"), AISOULE_WHATSAPP_GRAPH_URL=gate.url
     )
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     yield srv, gate
     gate.opened.set()

@@ -73,7 +73,7 @@ def test_revocation_is_at_once_on_every_worker_and_without_a_listener(tmp_path: 
     url = sibling_postgres(pg_url(), "keycache")
     server = make_server("postgresql", tmp_path, database_url=url, AISOULE_EMULATOR="off")
     server.args = ["--workers", "2"]
-    server.migrate()
+    server.cli("migrate")
     server.start()
     try:
         session, _, _, _ = signup(server)

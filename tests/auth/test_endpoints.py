@@ -144,7 +144,7 @@ def test_session_cookie_is_never_an_api_key(ws: Workspace) -> None:
 @pytest.fixture(scope="module")
 def closed_server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
     srv = make_server("sqlite", tmp_path_factory.mktemp("closed"), AISOULE_SIGNUP_ENABLED="false")
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     yield srv
     srv.stop()

@@ -46,7 +46,7 @@ def test_a_servers_new_hashes_use_its_settings(tmp_path: Path) -> None:
         AISOULE_PASSWORD_HASH_MEMORY_KIB="9216",
         AISOULE_PASSWORD_HASH_PARALLELISM="1",
     )
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     try:
         session, _, email, _ = signup(srv)

@@ -30,7 +30,7 @@ def _guarded(tmp_path: Path, window: int) -> Iterator[Server]:
         AISOULE_LOGIN_MAX_FAILURES_PER_IP="30",
         AISOULE_SIGNUP_MAX_PER_IP="30",
     )
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     yield srv
     srv.stop()

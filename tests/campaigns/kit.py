@@ -77,7 +77,7 @@ def start_campaign_server(backend: str, tmp: Any, suffix: str, **env: str) -> Se
             **env,
         },
     )
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     return srv
 

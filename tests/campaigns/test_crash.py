@@ -127,7 +127,7 @@ def crash_env(tmp_path: Path) -> Iterator[tuple[Server, Workers]]:
         # takes two webhooks a message instead of three, so the workers are what is measured.
         AISOULE_EMULATOR_AUTO_READ="false",
     )
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     workers = Workers(srv, tmp_path)
     workers.start(2)

@@ -384,7 +384,7 @@ def test_contacts_from_before_the_upgrade_keep_their_ids(server: Server, tmp_pat
 
     made = _sql(srv.database_url, old_rows)
     assert made == {ws_a: [1, 3], ws_b: [2, 4]}
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     try:
         clients = {

@@ -57,7 +57,7 @@ def batch_server(
         AISOULE_EMULATOR_WEBHOOK_URL="http://127.0.0.1:9/",
         AISOULE_EMULATOR_WEBHOOK_RETRIES="0",
     )
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     yield srv
     srv.stop()

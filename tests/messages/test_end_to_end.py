@@ -147,7 +147,7 @@ def external(tmp_path: Path) -> Any:
         "AISOULE_RECONCILE_SECONDS": "1",
     }
     srv = make_server("postgresql", tmp_path, **env)
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     worker_env = {**srv.env, "AISOULE_PORT": str(srv.port)}
     log = (tmp_path / "worker.log").open("wb")

@@ -60,7 +60,7 @@ def limits_server(
         AISOULE_EMULATOR_PAIR_PERIOD_SECONDS="1.0",
         AISOULE_EMULATOR_WEBHOOK_LATENCY_MS="20",
     )
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     yield srv
     srv.stop()

@@ -155,7 +155,7 @@ def _run(servers: list[Server]) -> None:
 def _start(backend: str, tmp: Path, n: int, **env: str) -> list[Server]:
     servers = []
     first = make_server(backend, tmp, **REAL_LIMITS, **env)
-    first.migrate()
+    first.cli("migrate")
     for _ in range(n):
         srv = make_server(backend, tmp, **REAL_LIMITS, **env)
         srv.start()

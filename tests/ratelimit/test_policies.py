@@ -22,7 +22,7 @@ REAL = {
 
 def _serve(tmp: Path, **env: str) -> Server:
     srv = make_server("sqlite", tmp, **REAL, **env)
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     return srv
 

@@ -31,7 +31,7 @@ def server(
         AISOULE_RECONCILE_SECONDS="0.5",
         AISOULE_WHATSAPP_VERIFY_TOKEN="server-verify-token",
     )
-    srv.migrate()
+    srv.cli("migrate")
     srv.start()
     yield srv
     srv.stop()
