@@ -458,15 +458,17 @@ def _markdown(args: argparse.Namespace, runs: list[Run], ceiling: tuple[float, f
     ]
     for r in runs:
         c = r.cpu_ms_per_msg
-        rate = r.sustained_per_s or 0.0
+        rate = r.sustained_per_s
+        # No 10% to 90% stretch (stopped on purpose, or not done in time): no rate, not 0.
+        shown = ("-", "-") if rate is None else (f"{rate:,.0f}", f"{rate / r.pace:.2f}")
+        end = r.final_status or f"not done in time: {r.accepted:,} accepted"
         lines.append(
-            f"| {r.size:,} | {'on' if r.webhooks else 'off'} | {rate:,.0f} | "
-            f"{rate / r.pace:.2f} | "
+            f"| {r.size:,} | {'on' if r.webhooks else 'off'} | {shown[0]} | {shown[1]} | "
             f"{_s(r.start_to_first_s)} | {_s(r.materialized_s)} | {_s(r.total_s)} | "
             f"{c.get('workers', 0):.2f} | {c.get('server', 0):.2f} | {c.get('postgres', 0):.2f} | "
             f"{c.get('redis', 0):.2f} | {c.get('emulator', 0):.2f} | "
             f"{', '.join(f'{m:.0f}' for m in r.worker_peak_rss_mb)} | {r.duplicates} | "
-            f"{r.final_status} |"
+            f"{end} |"
         )
     return "\n".join(lines)
 
