@@ -114,6 +114,12 @@ ID_ROUTES: dict[tuple[str, str], Callable[[Tenant], list[str]]] = {
     ("PUT", "/api/canned-responses/{canned_id}"): lambda t: t.inbox["canned"],
     ("DELETE", "/api/canned-responses/{canned_id}"): lambda t: t.inbox["canned"],
     ("DELETE", "/api/teams/{team_id}"): lambda t: t.inbox["teams"],
+    ("PUT", "/api/teams/{team_id}/members"): lambda t: t.inbox["teams"],
+    ("POST", "/api/conversations/{conversation_id}/media"): lambda t: t.inbox["conversations"],
+    # The victim's conversation with the victim's message (the second id is filled by _url).
+    ("GET", "/api/conversations/{conversation_id}/messages/{message_id}/media"): lambda t: t.inbox[
+        "conversations"
+    ],
     ("DELETE", "/api/invitations/{invitation_id}"): lambda t: t.inbox["invitations"],
     ("PUT", "/api/members/{user_id}"): lambda t: [t.user_id],
     ("DELETE", "/api/members/{user_id}"): lambda t: [t.user_id],
@@ -125,6 +131,7 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("PUT", "/api/conversations/{conversation_id}/status"): {"status": "resolved"},
     ("POST", "/api/conversations/{conversation_id}/labels"): {"add": ["hijacked"]},
     ("POST", "/api/conversations/{conversation_id}/notes"): {"body": "hijacked"},
+    ("PUT", "/api/teams/{team_id}/members"): {"user_ids": []},
     ("PUT", "/api/canned-responses/{canned_id}"): {"content": "hijacked"},
     ("PUT", "/api/members/{user_id}"): {"role": "agent"},
     ("PUT", "/api/accounts/{account_id}"): {"name": "Hijacked", "is_default": True},
@@ -343,6 +350,26 @@ def tenants(server: Server) -> Iterator[list[Tenant]]:
         t.ws.session.close()
 
 
+# A real PNG's first bytes: the media upload checks the file before it looks anything up.
+PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 64
+FILES = {
+    ("POST", "/api/conversations/{conversation_id}/media"): {"file": ("a.png", PNG, "image/png")}
+}
+
+
+def _url(path: str, name: str, victim_id: str, victim: Tenant) -> str:
+    """The path with the victim's id; a second id (a message of the conversation) the victim's
+    own message, so that only the workspace can make it a 404."""
+    url = path.replace("{" + name + "}", victim_id)
+    return url.replace("{message_id}", victim.message_ids[0] if victim.message_ids else victim_id)
+
+
+def _call(client: httpx.Client, method: str, path: str, url: str) -> httpx.Response:
+    if (method, path) in FILES:
+        return client.request(method, url, files=FILES[(method, path)])
+    return client.request(method, url, json=BODIES.get((method, path)))
+
+
 def _sample(ids: list[str]) -> list[str]:
     """A victim's first, middle and last id of a kind (each of its own surface, and the other
     kind's one): as telling as all 40 of a tenant's contacts, at a fraction of the requests."""
@@ -380,8 +407,8 @@ def test_id_routes_are_404_for_every_other_workspace_and_change_nothing(
                 name = path[path.index("{") + 1 : path.index("}")]
                 for victim in victims:
                     for victim_id in _sample(victim_ids(victim)):
-                        url = path.replace("{" + name + "}", victim_id)
-                        r = client.request(method, url, json=BODIES.get((method, path)))
+                        url = _url(path, name, victim_id, victim)
+                        r = _call(client, method, path, url)
                         if r.status_code != 404:
                             wrong.append(f"{method} {url} by {attacker.n}: {r.status_code}")
         return wrong
@@ -396,8 +423,8 @@ def test_id_routes_are_404_for_every_other_workspace_and_change_nothing(
     for method, path in ID_ROUTES:
         name = path[path.index("{") + 1 : path.index("}")]
         for bad in ("³", "١٢", "%00", "9" * 40, "cnt_³"):
-            url = path.replace("{" + name + "}", bad)
-            r = tenants[0].key.request(method, url, json=BODIES.get((method, path)))
+            url = path.replace("{" + name + "}", bad).replace("{message_id}", bad)
+            r = _call(tenants[0].key, method, path, url)
             if r.status_code not in (404, 422):
                 odd.append(f"{method} {url}: {r.status_code}")
     assert odd == [], odd[:20]
