@@ -5,33 +5,21 @@ Screenshots go to test-results/screenshots/ (gitignored) for a person to look at
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, Route, sync_playwright
+from playwright.sync_api import Browser, Page, Route
 
+from tests.browser import launch, require
 from tests.servers import ROOT, Server, make_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = ROOT / "test-results" / "screenshots"
 # ReDoc's "API docs by Redocly" footer has a logo from its CDN, hard-coded: the CSP refuses it
 # (as it should: no CDN), and ReDoc then shows the link without the image.
 REDOC_LOGO_REFUSED = "Loading the image 'https://cdn.redoc.ly/redoc/logo-mini.svg' violates"
 
-if not CHROMIUM.exists():
-    # A missing browser is a failure, never a skip (.ci/run installs it).
-    pytest.fail(f"{CHROMIUM} is missing: run .ci/run or apt-get install -y chromium", pytrace=False)
+require(axe=False)
 
 
 @pytest.fixture(scope="module")
@@ -46,10 +34,7 @@ def docs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
+    yield from launch()
 
 
 def _open(browser: Browser, server: Server, path: str) -> tuple[Page, list[str], list[str]]:

@@ -13,27 +13,16 @@ import re
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
+from tests.browser import AXE, launch, require
 from tests.servers import ROOT, Server, make_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = ROOT / "test-results" / "screenshots" / "dashboard"
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 EXPECTED = (
@@ -41,10 +30,7 @@ EXPECTED = (
     "Failed to load resource: the server responded with a status of 404",
 )
 
-if not CHROMIUM.exists():
-    pytest.fail(f"{CHROMIUM} is missing: run .ci/run or apt-get install -y chromium", pytrace=False)
-if not AXE.exists():
-    pytest.fail(f"{AXE} is missing: run `npm ci` (make test does)", pytrace=False)
+require()
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +48,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
+    yield from launch()
 
 
 class Checked:

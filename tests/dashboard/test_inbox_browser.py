@@ -24,7 +24,6 @@ import threading
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -36,7 +35,6 @@ from playwright.sync_api import (
     Page,
     ViewportSize,
     expect,
-    sync_playwright,
 )
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import create_async_engine
@@ -44,30 +42,17 @@ from sqlalchemy.ext.asyncio import create_async_engine
 from aisoule.config import normalize_database_url
 from aisoule.kit.time import utcnow
 from aisoule.models import Conversation
+from tests.browser import AXE, launch, require
 from tests.inbox.helpers import customer_writes, new_customer, wait_for
 from tests.servers import ROOT, Server, make_server
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 SHOTS = ROOT / "test-results" / "screenshots" / "dashboard"
-AXE = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 DESKTOP: ViewportSize = {"width": 1280, "height": 900}
 PHONE: ViewportSize = {"width": 390, "height": 844}
 LIVE_MS = 5_000  # the page updates within 1 s; the budget allows for a loaded 2-core machine
 PASSWORD = "correct horse battery staple"
 
-if not CHROMIUM.exists():
-    pytest.fail(f"{CHROMIUM} is missing: run .ci/run or apt-get install -y chromium", pytrace=False)
-if not AXE.exists():
-    pytest.fail(f"{AXE} is missing: run `npm ci` (make test does)", pytrace=False)
+require()
 
 
 class Proxy:
@@ -149,10 +134,7 @@ def proxy(server: Server) -> Iterator[Proxy]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
-        yield b
-        b.close()
+    yield from launch()
 
 
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
