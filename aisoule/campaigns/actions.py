@@ -5,7 +5,8 @@ lists (their paging differs) stay in endpoints.py and endpoints_v1.py."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +25,9 @@ from aisoule.db.session import DBSession
 from aisoule.idempotency.dependencies import IDEMPOTENT
 from aisoule.kit.responses import ORJSONResponse
 from aisoule.models import Campaign
+
+# A service action on one campaign: (session, workspace id, campaign id) → the campaign.
+Step = Callable[[DBSession, uuid.UUID, str], Awaitable[Campaign]]
 
 
 @dataclass(frozen=True)
@@ -133,7 +137,7 @@ def register(router: APIRouter, s: Surface) -> None:
         row = await service.start(session, principal.workspace_id, campaign_id, force=force)
         return s.ok({"campaign": await s.out(session, row)}, 200)
 
-    def _step(path: str, summary: str, act: Any) -> None:
+    def _step(path: str, summary: str, act: Step) -> None:
         """pause, resume, cancel: the same shape, another service call."""
 
         async def handler(
